@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// UniFormer dense prediction on the CPU: tensor core on OpenBLAS, weight loading from official
+// checkpoints, the UniFormer backbone, imaging, and the `uniformer` command-line tool.
+import PackageDescription
+
+let optimise: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "UniFormer",
+    products: [
+        .library(name: "UniFormer", targets: ["UniFormer"]),
+        .executable(name: "uniformer", targets: ["UniFormerCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries from Debian (libopenblas-dev, libpng-dev, libjson-c-dev, libjpeg-dev).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJSONC", path: "Sources/CJSONC", pkgConfig: "json-c",
+                       providers: [.apt(["libjson-c-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg-dev"])]),
+
+        // Float32 tensors and the operators UniFormer needs; every matrix product is cblas_sgemm.
+        .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: optimise),
+        // Official .pth (restricted unpickler) and safetensors; strict, scoped weight access.
+        .target(name: "Weights", dependencies: ["TensorCore"], swiftSettings: optimise),
+        // PNG/JPEG decoding as OpenCV's imread, OpenCV-exact resize, normalisation.
+        .target(name: "Imaging", dependencies: ["TensorCore", "CPNG", "CJPEG"], swiftSettings: optimise),
+        // configs/*.json through json-c: the upstream model dicts.
+        .target(name: "ModelConfig", dependencies: ["CJSONC"], swiftSettings: optimise),
+        // The UniFormer backbone (every upstream variant) and the ImageNet classifier.
+        .target(name: "Backbone", dependencies: ["TensorCore", "Weights", "ModelConfig"],
+                swiftSettings: optimise),
+        // The public API: load a model by config + weights, extract features, classify.
+        .target(name: "UniFormer", dependencies: ["TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone"],
+                swiftSettings: optimise),
+        .executableTarget(name: "UniFormerCLI", dependencies: [
+            "UniFormer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: optimise),
+        .testTarget(name: "UniFormerTests",
+                    dependencies: ["UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone"],
+                    exclude: ["Fixtures"]),
+    ]
+)
