@@ -1,0 +1,102 @@
+//! Dense 2-D convolution on channels-last activations: im2col + one GEMM.
+//!
+//! Input [H, W, C] (batch 1, NHWC), output [Ho, Wo, O], Ho = ⌊(H + 2p − k)/s⌋ + 1 (PyTorch floors,
+//! so a stride = kernel patch embedding drops an odd last row/column). The checkpoint's OIHW weight
+//! is repacked once at load to [O, kh, kw, C] so that each im2col row gathers contiguous channel
+//! runs; for stride = kernel and no padding a whole kernel row is one contiguous run of k·C floats.
+
+public struct Conv2d: Sendable {
+    public let outChannels: Int
+    public let inChannels: Int
+    public let kernel: Int
+    public let stride: Int
+    public let padding: Int
+    /// [O, kh, kw, C] (repacked from OIHW).
+    let packed: [Float]
+    public let bias: [Float]?
+
+    /// weight: OIHW as in the checkpoint.
+    public init(weight: Tensor, bias: [Float]?, stride: Int, padding: Int) {
+        precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3], "Conv2d: weight \(weight.shape)")
+        let (o, c, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
+        outChannels = o; inChannels = c; kernel = k
+        self.stride = stride; self.padding = padding; self.bias = bias
+        var p = [Float](repeating: 0, count: weight.count)
+        for oo in 0..<o { for cc in 0..<c { for ky in 0..<k { for kx in 0..<k {
+            p[((oo * k + ky) * k + kx) * c + cc] = weight.data[((oo * c + cc) * k + ky) * k + kx]
+        } } } }
+        packed = p
+    }
+
+    /// The same convolution followed by a per-output-channel affine (a BatchNorm after the conv).
+    public func foldingOutputAffine(_ a: ChannelAffine) -> Conv2d {
+        let per = kernel * kernel * inChannels
+        var p = packed
+        var b = bias ?? [Float](repeating: 0, count: outChannels)
+        for o in 0..<outChannels {
+            for j in 0..<per { p[o * per + j] *= a.scale[o] }
+            b[o] = b[o] * a.scale[o] + a.shift[o]
+        }
+        return Conv2d(packed: p, bias: b, like: self)
+    }
+
+    private init(packed: [Float], bias: [Float]?, like c: Conv2d) {
+        outChannels = c.outChannels; inChannels = c.inChannels; kernel = c.kernel
+        stride = c.stride; padding = c.padding; self.packed = packed; self.bias = bias
+    }
+
+    public func outputSize(_ h: Int, _ w: Int) -> (Int, Int) {
+        ((h + 2 * padding - kernel) / stride + 1, (w + 2 * padding - kernel) / stride + 1)
+    }
+
+    /// x [H, W, C] → [Ho, Wo, O].
+    public func callAsFunction(_ x: Tensor, _ ctx: ComputeContext) -> Tensor {
+        precondition(x.rank == 3 && x.shape[2] == inChannels, "Conv2d(\(inChannels)→\(outChannels)): input \(x.shape)")
+        let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2])
+        let (ho, wo) = outputSize(h, w)
+        precondition(ho > 0 && wo > 0, "Conv2d: input \(h)×\(w) smaller than the kernel \(kernel)")
+        let k = kernel, s = stride, pad = padding
+        let cols = k * k * c
+        let n = ho * wo
+        // im2col: row (oy, ox) = [ky][kx][c] of the input window, zeros outside the image.
+        var col = [Float](unsafeUninitializedCapacity: n * cols) { buf, done in
+            let dst = SharedPointer(buf.baseAddress!)
+            x.data.withUnsafeBufferPointer { xp in
+                let src = SharedConstPointer(xp.baseAddress!)
+                parallelFor(ho, ctx) { rows in
+                    for oy in rows {
+                        for ox in 0..<wo {
+                            var d = dst.base + (oy * wo + ox) * cols
+                            for ky in 0..<k {
+                                let iy = oy * s + ky - pad
+                                let ix0 = ox * s - pad
+                                if iy < 0 || iy >= h {
+                                    d.initialize(repeating: 0, count: k * c); d += k * c; continue
+                                }
+                                if ix0 >= 0 && ix0 + k <= w {
+                                    d.update(from: src.base + (iy * w + ix0) * c, count: k * c); d += k * c; continue
+                                }
+                                for kx in 0..<k {
+                                    let ix = ix0 + kx
+                                    if ix < 0 || ix >= w { d.initialize(repeating: 0, count: c) }
+                                    else { d.update(from: src.base + (iy * w + ix) * c, count: c) }
+                                    d += c
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            done = n * cols
+        }
+        _ = col.count
+        return Tensor(uninitialized: [ho, wo, outChannels]) { out in
+            col.withUnsafeMutableBufferPointer { cp in
+                packed.withUnsafeBufferPointer { wp in
+                    gemmABt(m: n, n: outChannels, k: cols, a: cp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!)
+                }
+            }
+            if let bias { addRowBias(out.baseAddress!, rows: n, bias: bias) }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Depthwise k×k convolution (groups = channels, stride 1, padding k/2) on channels-last input.
+//!
+//! [H, W, C] → [H, W, C]. The OIHW weight [C, 1, k, k] is repacked to [k·k, C] so the inner loop
+//! runs over contiguous channels — a plain multiply-add the compiler vectorises — and every
+//! output row is independent, so rows split across threads.
+
+public struct DepthwiseConv2d: Sendable {
+    public let channels: Int
+    public let kernel: Int
+    let packed: [Float]     // [k·k, C]
+    public let bias: [Float]
+
+    public init(weight: Tensor, bias: [Float]?) {
+        precondition(weight.rank == 4 && weight.shape[1] == 1 && weight.shape[2] == weight.shape[3],
+                     "DepthwiseConv2d: weight \(weight.shape)")
+        let (c, k) = (weight.shape[0], weight.shape[2])
+        channels = c; kernel = k
+        var p = [Float](repeating: 0, count: c * k * k)
+        for cc in 0..<c { for t in 0..<(k * k) { p[t * c + cc] = weight.data[cc * k * k + t] } }
+        packed = p
+        self.bias = bias ?? [Float](repeating: 0, count: c)
+    }
+
+    /// y = dwconv(x) + b, plus x itself when `residual` (UniFormer's `x + pos_embed(x)`).
+    public func callAsFunction(_ x: Tensor, residual: Bool = false, _ ctx: ComputeContext) -> Tensor {
+        precondition(x.rank == 3 && x.shape[2] == channels, "DepthwiseConv2d(\(channels)): input \(x.shape)")
+        let (h, w, c) = (x.shape[0], x.shape[1], channels)
+        let k = kernel, pad = kernel / 2
+        return Tensor(uninitialized: x.shape) { out in
+            let dst = SharedPointer(out.baseAddress!)
+            x.data.withUnsafeBufferPointer { xp in
+                let src = SharedConstPointer(xp.baseAddress!)
+                packed.withUnsafeBufferPointer { wp in
+                    bias.withUnsafeBufferPointer { bp in
+                        let wt = SharedConstPointer(wp.baseAddress!), b = SharedConstPointer(bp.baseAddress!)
+                        parallelFor(h, ctx) { rows in
+                            for y in rows {
+                                for xx in 0..<w {
+                                    let o = dst.base + (y * w + xx) * c
+                                    if residual {
+                                        let s = src.base + (y * w + xx) * c
+                                        for j in 0..<c { o[j] = b.base[j] + s[j] }
+                                    } else {
+                                        o.update(from: b.base, count: c)
+                                    }
+                                    for ky in 0..<k {
+                                        let iy = y + ky - pad
+                                        if iy < 0 || iy >= h { continue }
+                                        for kx in 0..<k {
+                                            let ix = xx + kx - pad
+                                            if ix < 0 || ix >= w { continue }
+                                            let s = src.base + (iy * w + ix) * c
+                                            let wk = wt.base + (ky * k + kx) * c
+                                            for j in 0..<c { o[j] += wk[j] * s[j] }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Linear layers and 1×1 convolutions: one GEMM over tokens.
+//! Input [N, in] (tokens × channels, channels-last), weight [out, in] (PyTorch layout), output [N, out].
+
+public struct Linear: Sendable {
+    public let weight: Tensor   // [out, in]
+    public let bias: [Float]?   // [out]
+
+    public var inFeatures: Int { weight.shape[1] }
+    public var outFeatures: Int { weight.shape[0] }
+
+    public init(weight: Tensor, bias: [Float]?) {
+        precondition(weight.rank == 2, "Linear: weight must be [out, in], got \(weight.shape)")
+        precondition(bias == nil || bias!.count == weight.shape[0], "Linear: bias \(bias!.count) vs weight \(weight.shape)")
+        self.weight = weight
+        self.bias = bias
+    }
+
+    /// A 1×1 convolution weight [out, in, 1, 1] viewed as a Linear.
+    public init(conv1x1 weight: Tensor, bias: [Float]?) {
+        precondition(weight.rank == 4 && weight.shape[2] == 1 && weight.shape[3] == 1, "conv1x1: weight \(weight.shape)")
+        self.init(weight: weight.reshaped([weight.shape[0], weight.shape[1]]), bias: bias)
+    }
+
+    /// y = x · Wᵀ + b, for x [N, in] → [N, out]. With `addBias` false the caller adds the bias
+    /// in a fused epilogue (e.g. bias + GELU).
+    public func callAsFunction(_ x: Tensor, addBias: Bool = true) -> Tensor {
+        let n = x.count / inFeatures
+        precondition(x.count == n * inFeatures, "Linear: input \(x.shape) vs weight \(weight.shape)")
+        var shape = x.shape
+        shape[shape.count - 1] = outFeatures
+        return Tensor(uninitialized: shape) { out in
+            x.data.withUnsafeBufferPointer { xp in
+                weight.data.withUnsafeBufferPointer { wp in
+                    gemmABt(m: n, n: outFeatures, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!)
+                }
+            }
+            if addBias, let bias { addRowBias(out.baseAddress!, rows: n, bias: bias) }
+        }
+    }
+
+    /// residual += x · Wᵀ + b, in place (the branch output of a residual block).
+    public func accumulate(_ x: Tensor, into residual: inout Tensor) {
+        let n = x.count / inFeatures
+        precondition(residual.count == n * outFeatures, "Linear.accumulate: \(x.shape) → \(residual.shape)")
+        residual.data.withUnsafeMutableBufferPointer { rp in
+            x.data.withUnsafeBufferPointer { xp in
+                weight.data.withUnsafeBufferPointer { wp in
+                    gemmABt(m: n, n: outFeatures, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!, c: rp.baseAddress!, beta: 1)
+                }
+            }
+            if let bias { addRowBias(rp.baseAddress!, rows: n, bias: bias) }
+        }
+    }
+
+    /// Folds a per-input-channel affine that precedes this layer (an inference BatchNorm:
+    /// x' = x·scale + shift) into the weights: W' = W·diag(scale), b' = b + W·shift.
+    public func foldingInputAffine(scale: [Float], shift: [Float]) -> Linear {
+        let o = outFeatures, i = inFeatures
+        precondition(scale.count == i && shift.count == i, "fold: affine \(scale.count) vs in \(i)")
+        var w = weight.data
+        var b = bias ?? [Float](repeating: 0, count: o)
+        for r in 0..<o {
+            var acc = Double(b[r])
+            for c in 0..<i {
+                acc += Double(w[r * i + c]) * Double(shift[c])
+                w[r * i + c] *= scale[c]
+            }
+            b[r] = Float(acc)
+        }
+        return Linear(weight: Tensor(shape: weight.shape, data: w), bias: b)
+    }
+
+    /// Folds a per-output-channel scale that follows this layer (layer scale γ·(Wx + b)).
+    public func scalingOutputs(by gamma: [Float]) -> Linear {
+        let o = outFeatures, i = inFeatures
+        precondition(gamma.count == o, "scale: gamma \(gamma.count) vs out \(o)")
+        var w = weight.data
+        for r in 0..<o { for c in 0..<i { w[r * i + c] *= gamma[r] } }
+        let b = bias.map { b in (0..<o).map { b[$0] * gamma[$0] } }
+        return Linear(weight: Tensor(shape: weight.shape, data: w), bias: b)
+    }
+}
+
+/// out[r, :] += bias for r in 0..<rows.
+@inline(__always)
+func addRowBias(_ out: UnsafeMutablePointer<Float>, rows: Int, bias: [Float]) {
+    let c = bias.count
+    bias.withUnsafeBufferPointer { bp in
+        let b = bp.baseAddress!
+        for r in 0..<rows {
+            let row = out + r * c
+            for j in 0..<c { row[j] += b[j] }
+        }
+    }
+}
