@@ -27,7 +27,6 @@ plain tensor code (no data-dependent Python branches), so torch.onnx.export trac
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Mapping
 
