@@ -94,6 +94,10 @@ enum Safetensors {
             (name, StoredTensor(dtype: dtype, shape: shape, bytes: data[start + range.lowerBound ..< start + range.upperBound]))
         }, format: "safetensors", file: file)
         dict.metadata = parsed.metadata
+        // `uniformer convert` keeps a checkpoint's meta.CLASSES as metadata "classes", one per line.
+        if let classes = parsed.metadata["classes"] {
+            dict.classes = classes.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        }
         return dict
     }
 

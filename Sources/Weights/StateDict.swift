@@ -54,7 +54,9 @@ public struct StateDict: Sendable {
     public var tensors: [String: StoredTensor]
     /// Tensor names in file order (pickle order for `.pth`, header order for safetensors).
     public var keys: [String]
-    /// `meta.CLASSES` of an mmcv checkpoint when present (a tuple or list of strings); never required.
+    /// `meta.CLASSES` of an mmcv checkpoint when present (a tuple or list of strings), or the
+    /// newline-separated `classes` metadata of a safetensors file (as `uniformer convert` writes it);
+    /// never required.
     public var classes: [String]?
     /// "pth-zip", "pth-legacy", "safetensors", or "memory" for a dict built in code.
     public var format: String

@@ -207,12 +207,15 @@ enum TorchCheckpoint {
     }
 
     /// meta.CLASSES as a list of strings, or nil (recorded as skipped) when it is something else.
+    /// Only the CLASSES entry of meta is looked at; the rest (and its key types) does not matter.
     private static func classes(_ meta: PickleValue, _ u: Unpickler, _ skipped: inout [String]) throws -> [String]? {
-        guard case .dict = meta else {
+        guard case let .dict(d) = meta else {
             skipped.append("meta")
             return nil
         }
-        guard let value = try pairs(meta, u, "meta").first(where: { $0.0 == "CLASSES" })?.1 else { return nil }
+        guard let value = u.heap.dicts[d].last(where: { if case .string("CLASSES") = $0.key { true } else { false } })?.value else {
+            return nil
+        }
         let items: [PickleValue]
         switch value {
         case let .tuple(t): items = u.heap.tuples[t]

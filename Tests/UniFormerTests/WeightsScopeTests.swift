@@ -74,4 +74,17 @@ import Weights
         #expect(try scope.tensor("h", shape: [2]).data == [1, -2])
         try scope.finish()
     }
+
+    @Test func randomScopeIsDeterministicAndShaped() throws {
+        let a = WeightScope.random(seed: 7).child("blocks1").child(0)
+        let w = try a.tensor("fc1.weight", shape: [8, 4])
+        #expect(w.shape == [8, 4])
+        #expect(w.data.allSatisfy { abs($0) <= 0.5 })             // ±1/√4
+        #expect(Set(w.data).count > 16)
+        #expect(try WeightScope.random(seed: 7).tensor("blocks1.0.fc1.weight", shape: [8, 4]) == w)
+        #expect(try WeightScope.random(seed: 8).tensor("blocks1.0.fc1.weight", shape: [8, 4]) != w)
+        #expect(try a.tensor("norm.running_var", shape: [16]).data.allSatisfy { $0 >= 0.5 && $0 <= 1.5 })
+        #expect(!a.has("fc1.weight"))
+        #expect(try a.finish().isEmpty)
+    }
 }

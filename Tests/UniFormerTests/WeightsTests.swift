@@ -147,6 +147,18 @@ enum WeightFixtures {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["converted.safetensors"])
     }
 
+    @Test func classesSurviveConversionAsMetadata() throws {
+        // `uniformer convert` stores meta.CLASSES as metadata "classes", one per line.
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = try StateDict(contentsOf: WeightFixtures.url("mmcv.pth"))
+        let out = dir.appendingPathComponent("mmcv.safetensors")
+        try writeSafetensors(source, metadata: ["classes": source.classes!.joined(separator: "\n")], to: out)
+        let back = try StateDict(contentsOf: out)
+        #expect(back.classes == ["cat", "dog", "person"])
+        try WeightFixtures.check(back, group: "B")
+    }
+
     @Test func float32WriterRoundTripsAndReplacesAtomically() throws {
         let dir = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
