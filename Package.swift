@@ -25,8 +25,10 @@ let package = Package(
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
                        providers: [.apt(["libjpeg-dev"])]),
 
+        // Element-wise kernels that must vectorise (exp, erf), in C with per-ISA clones.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast"])]),
         // Float32 tensors and the operators UniFormer needs; every matrix product is cblas_sgemm.
-        .target(name: "TensorCore", dependencies: ["CBLAS"], swiftSettings: optimise),
+        .target(name: "TensorCore", dependencies: ["CBLAS", "CKernels"], swiftSettings: optimise),
         // Official .pth (restricted unpickler) and safetensors; strict, scoped weight access.
         .target(name: "Weights", dependencies: ["TensorCore"], swiftSettings: optimise),
         // PNG/JPEG decoding as OpenCV's imread, OpenCV-exact resize, normalisation.

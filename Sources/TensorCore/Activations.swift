@@ -1,5 +1,6 @@
 //! Element-wise activations.
 
+import CKernels
 import Foundation
 
 /// Exact GELU, x·½·(1 + erf(x/√2)) — PyTorch's nn.GELU() default (approximate='none').
@@ -14,12 +15,12 @@ public func geluInPlace(_ t: inout Tensor, _ ctx: ComputeContext) {
     t.data.withUnsafeMutableBufferPointer { p in
         let base = SharedPointer(p.baseAddress!)
         parallelFor(n, ctx, minChunk: 16384) { range in
-            for i in range { base.base[i] = gelu(base.base[i]) }
+            uf_bias_gelu_rows(base.base + range.lowerBound, 1, range.count, nil)
         }
     }
 }
 
-/// out[r, :] = gelu(out[r, :] ) — helper kept for fused bias + GELU epilogues.
+/// t[r, :] = gelu(t[r, :] + bias) for every row: the fused epilogue of an MLP's first layer.
 public func addBiasGelu(_ t: inout Tensor, bias: [Float]?, _ ctx: ComputeContext) {
     let c = t.shape.last!
     let rows = t.count / c
@@ -29,10 +30,7 @@ public func addBiasGelu(_ t: inout Tensor, bias: [Float]?, _ ctx: ComputeContext
         b.withUnsafeBufferPointer { bp in
             let bb = SharedConstPointer(bp.baseAddress!)
             parallelFor(rows, ctx, minChunk: 16) { range in
-                for r in range {
-                    let row = base.base + r * c
-                    for j in 0..<c { row[j] = gelu(row[j] + bb.base[j]) }
-                }
+                uf_bias_gelu_rows(base.base + range.lowerBound * c, range.count, c, bb.base)
             }
         }
     }

@@ -5,7 +5,7 @@
 //! so a head never holds the whole N×N matrix: memory is rows × N, linear in the token count.
 //! Every row sees all its keys at once, so the softmax is exact, not a running approximation.
 
-import Foundation
+import CKernels
 
 public struct AttentionShape: Sendable {
     public let channels: Int
@@ -49,15 +49,7 @@ public func attend(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: 
 public func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, _ ctx: ComputeContext) {
     let base = SharedPointer(p)
     parallelFor(rows, ctx, minChunk: 8) { range in
-        for r in range {
-            let row = base.base + r * cols
-            var m = -Float.infinity
-            for j in 0..<cols { m = max(m, row[j]) }
-            var sum: Float = 0
-            for j in 0..<cols { let e = expf(row[j] - m); row[j] = e; sum += e }
-            let inv = 1 / sum
-            for j in 0..<cols { row[j] *= inv }
-        }
+        uf_softmax_rows(base.base + range.lowerBound * cols, range.count, cols)
     }
 }
 

@@ -1,0 +1,79 @@
+// See include/ckernels.h. The approximations:
+// - exp: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split into an exactly representable high part and a
+//   low part), e^r by its degree-6 Taylor polynomial (relative error < 2e-7 there), 2^n built in
+//   the exponent bits. x is clamped to [-87.3, 88.7] so 2^n stays a normal float.
+// - erf: Abramowitz & Stegun 7.1.26, 1 − (a1·t + … + a5·t⁵)·e^{−x²}, t = 1/(1 + p·|x|),
+//   absolute error ≤ 1.5e-7 — the formula PyTorch's vectorised CPU erf uses.
+// Each is straight-line code on one float so loops over arrays vectorise.
+
+#include "ckernels.h"
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+static inline float exp_approx(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187e-06f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float erf_approx(float x) {
+    float a = fabsf(x);
+    float t = 1.0f / (1.0f + 0.3275911f * a);
+    float p = 1.061405429f;
+    p = p * t - 1.453152027f;
+    p = p * t + 1.421413741f;
+    p = p * t - 0.284496736f;
+    p = p * t + 0.254829592f;
+    p = p * t;
+    float y = 1.0f - p * exp_approx(-a * a);
+    return x < 0 ? -y : y;
+}
+
+float uf_exp(float x) { return exp_approx(x); }
+float uf_erf(float x) { return erf_approx(x); }
+
+CLONES
+void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols) {
+    // Reassociation lets the max and the sum reduce in 16 lanes (summation order then differs
+    // from a serial loop by float rounding only).
+#pragma clang fp reassociate(on)
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = p + r * cols;
+        float m = -INFINITY;
+        for (ptrdiff_t j = 0; j < cols; j++) m = row[j] > m ? row[j] : m;
+        float sum = 0;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            float e = exp_approx(row[j] - m);
+            row[j] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (ptrdiff_t j = 0; j < cols; j++) row[j] *= inv;
+    }
+}
+
+CLONES
+void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bias) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = p + r * cols;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            float x = row[j] + (bias ? bias[j] : 0.0f);
+            row[j] = 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f));
+        }
+    }
+}
