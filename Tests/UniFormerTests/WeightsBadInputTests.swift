@@ -247,10 +247,16 @@ enum PickleBytes {
         var rng = SplitMix64(seed: 0x5eed ^ UInt64(name.utf8.count))
         for round in 0..<600 {
             var damaged = data
-            // Half of the rounds hit the first 1 KiB (pickles, zip headers, safetensors header) only.
-            let span = round % 2 == 0 ? min(1024, data.count) : data.count
+            // A third of the rounds hit the first 1 KiB (pickles, zip local headers, the safetensors
+            // header), a third the last 1 KiB (the zip central directory), a third anywhere.
+            let span = min(1024, data.count)
             for _ in 0...(rng.next() % 4) {
-                damaged[Int(rng.next() % UInt64(span))] = UInt8(truncatingIfNeeded: rng.next())
+                let at = switch round % 3 {
+                case 0: Int(rng.next() % UInt64(span))
+                case 1: data.count - 1 - Int(rng.next() % UInt64(span))
+                default: Int(rng.next() % UInt64(data.count))
+                }
+                damaged[at] = UInt8(truncatingIfNeeded: rng.next())
             }
             do {
                 let dict = try StateDict.decode(damaged, file: name)
