@@ -40,7 +40,14 @@ struct ZipArchive {
             }
             candidate -= 1
         }
-        guard eocd >= 0 else { throw WeightError.truncated(file: file) }
+        guard eocd >= 0 else {
+            // A record whose comment does not reach the end: bytes were appended, not cut off.
+            let lowest = max(0, bytes.count - 22 - 65535)
+            if try (lowest...(bytes.count - 22)).contains(where: { try r.le(UInt32.self, at: $0) == Self.eocdSignature }) {
+                throw corrupt("bytes after the end-of-central-directory record")
+            }
+            throw WeightError.truncated(file: file)
+        }
 
         var entryCount = Int(try r.le(UInt16.self, at: eocd + 10))
         var directorySize = Int(try r.le(UInt32.self, at: eocd + 12))

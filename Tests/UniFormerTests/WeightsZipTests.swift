@@ -97,6 +97,7 @@ enum ZipBuilder {
 
     @Test func inconsistentArchives() {
         #expect(corruptReason(ZipBuilder.build([("archive/version", [0x33])])).contains("no data.pkl"))
+        #expect(corruptReason(ZipBuilder.checkpoint() + Data([1, 2, 3])).contains("bytes after the end"))
         #expect(corruptReason(ZipBuilder.build([("a/data.pkl", ZipBuilder.pickle), ("b/data.pkl", ZipBuilder.pickle)])).contains("2 data.pkl"))
         #expect(corruptReason(ZipBuilder.build([("archive/data.pkl", ZipBuilder.pickle)])).contains("missing"))
         #expect(corruptReason(ZipBuilder.checkpoint(storage: ZipBuilder.floats([1, 2, 3]))).contains("holds 12 bytes"))
