@@ -28,7 +28,21 @@ public enum WeightError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Writing an output file failed; nothing is left at the destination.
     case writeFailed(file: String, reason: String)
 
+    /// One line: names and reasons that come from a damaged file may hold control characters,
+    /// which are shown escaped.
     public var description: String {
+        var line = ""
+        for scalar in message.unicodeScalars {
+            if scalar.value < 0x20 || scalar.value == 0x7f {
+                line += "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                line.unicodeScalars.append(scalar)
+            }
+        }
+        return line
+    }
+
+    private var message: String {
         switch self {
         case let .unreadable(file, reason):
             "\(file): cannot read: \(reason)"

@@ -43,6 +43,7 @@ import Weights
         #expect(mismatch?.description == "weights: 'backbone.patch_embed1.proj.weight' has shape [4, 3, 2, 2], expected [4, 3, 4, 4]")
         #expect(WeightFixtures.error { _ = try proj.tensor("scale", shape: [4]) } == .missing(key: "backbone.patch_embed1.proj.scale"))
         #expect(WeightFixtures.error { _ = try proj.tensor("scale") } == .missing(key: "backbone.patch_embed1.proj.scale"))
+        #expect(WeightError.missing(key: "a\nb").description == "weights: missing tensor 'a\\u{a}b'")  // always one line
     }
 
     @Test func finishNamesUnusedKeysSortedAndHonoursRules() throws {
