@@ -38,10 +38,18 @@ struct MLP: Sendable {
     let fc1: Linear
     let fc2: Linear
 
+    /// residual += fc2(gelu(fc1(x))). The hidden activations are computed before the residual is
+    /// written, so x may be the residual itself (as it is in CBlock) without a copy.
     func accumulate(_ x: Tensor, into residual: inout Tensor, _ ctx: ComputeContext) {
-        var h = fc1(x, addBias: false)             // [N, hidden]
-        addBiasGelu(&h, bias: fc1.bias, ctx)
+        let h = hidden(x, ctx)
         fc2.accumulate(h, into: &residual)         // residual += fc2(h)
+    }
+
+    /// gelu(fc1(x)) [N, hidden], bias and GELU fused after the GEMM.
+    func hidden(_ x: Tensor, _ ctx: ComputeContext) -> Tensor {
+        var h = fc1(x, addBias: false)
+        addBiasGelu(&h, bias: fc1.bias, ctx)
+        return h
     }
 }
 
@@ -75,8 +83,8 @@ struct CBlock: Sendable {
         var x = posEmbed(input, residual: true, ctx)   // x + pos_embed(x)
         let t = attn(conv1(x).reshaped(x.shape), ctx)  // attn(conv1(norm1(x)))  [H, W, C]
         conv2.accumulate(t, into: &x)                  // x += conv2(…)
-        let y = x                                      // norm2 is folded into mlp.fc1
-        mlp.accumulate(y, into: &x, ctx)               // x += mlp(norm2(x))
+        let h = mlp.hidden(x, ctx)                     // norm2 is folded into mlp.fc1
+        mlp.fc2.accumulate(h, into: &x)                // x += mlp(norm2(x))
         return x
     }
 }

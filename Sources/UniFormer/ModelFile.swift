@@ -1,0 +1,62 @@
+//! A model config file (configs/*.json): the upstream `model` dict plus `data`, `classes`, `palette`.
+//! `--model` takes a path or the name of a config in configs/.
+
+import Backbone
+import Foundation
+import ModelConfig
+
+public struct ModelFile: Sendable {
+    public let url: URL
+    public let root: ConfigNode
+    public let model: ConfigNode
+    public let data: DataConfig
+    public let classes: [String]?
+
+    /// The kind of model, from `model.type`.
+    public enum Kind: Sendable { case backbone }
+    public let kind: Kind
+
+    public init(contentsOf url: URL) throws {
+        self.url = url
+        let json = try JSON.load(contentsOf: url)
+        let root = ConfigNode(json, file: url.path)
+        guard case .object = json else { throw ConfigError.wrongType(file: url.path, field: "(top level)", expected: "an object", got: json.typeName) }
+        self.root = root
+        model = try root.child("model")
+        data = try root.optionalChild("data").map(DataConfig.init) ?? .imagenetPixels
+        classes = root.has("classes") ? try root.strings("classes") : nil
+        let type = try model.string("type")
+        switch type {
+        case "UniFormer": kind = .backbone
+        default: throw ConfigError.unknownType(file: url.path, field: "model.type", type: type)
+        }
+    }
+
+    /// The backbone dict: the model itself for a backbone config, else `model.backbone`.
+    public func backboneConfig() throws -> UniFormerConfig {
+        switch kind {
+        case .backbone: return try UniFormerConfig(model)
+        }
+    }
+
+    /// Resolves `--model`: an existing path, or NAME / NAME.json in $UNIFORMER_CONFIGS, ./configs,
+    /// or the configs/ folder of this package's checkout.
+    public static func resolve(_ nameOrPath: String) throws -> URL {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: nameOrPath) { return URL(fileURLWithPath: nameOrPath) }
+        let name = nameOrPath.hasSuffix(".json") ? nameOrPath : nameOrPath + ".json"
+        var dirs: [URL] = []
+        if let env = ProcessInfo.processInfo.environment["UNIFORMER_CONFIGS"] { dirs.append(URL(fileURLWithPath: env)) }
+        dirs.append(URL(fileURLWithPath: "configs"))
+        dirs.append(packageRoot.appendingPathComponent("configs"))
+        for d in dirs {
+            let u = d.appendingPathComponent(name)
+            if fm.fileExists(atPath: u.path) { return u }
+        }
+        throw ConfigError.unreadable(file: nameOrPath, reason: "no such file, and no config of that name in \(dirs.map(\.path).joined(separator: ", "))")
+    }
+
+    /// The package checkout this library was built from (Sources/UniFormer/ModelFile.swift → root).
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+}

@@ -1,0 +1,106 @@
+//! `uniformer bench --model CONFIG --size WxH` — time the network on a random input.
+//! Random weights of the config's shapes when no `--weights` are given.
+
+import ArgumentParser
+import Backbone
+import Foundation
+import TensorCore
+import UniFormer
+import Weights
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmark a model: min/median/max ms, GFLOPS, peak RSS.")
+
+    @Option(help: "A config file, or the name of one in configs/.")
+    var model: String
+
+    @Option(help: "Checkpoint; random weights of the config's shapes when omitted.")
+    var weights: String?
+
+    @Option(help: "Input size WxH.")
+    var size: String = "224x224"
+
+    @Option(help: "Timed runs.")
+    var runs: Int = 10
+
+    @Option(help: "Untimed warm-up runs.")
+    var warmup: Int = 2
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Override stage-3 attention: global, window:N or hybrid:N.")
+    var attention: String?
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        try reporting {
+            let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, parts.allSatisfy({ $0 >= 32 && $0 <= 8192 }) else {
+                throw ValidationError("--size must be WxH with sides in 32...8192 (got '\(size)')")
+            }
+            guard runs >= 1, warmup >= 0 else { throw ValidationError("--runs must be ≥ 1 and --warmup ≥ 0") }
+            let (w, h) = (parts[0], parts[1])
+            let mode = try parseAttention(attention)
+            let file = try ModelFile(contentsOf: try ModelFile.resolve(model))
+            let config = try file.backboneConfig()
+            let ctx = ComputeContext(threads: threads)
+            let scope: WeightScope
+            if let weights {
+                let dict = try StateDict(contentsOf: URL(fileURLWithPath: weights))
+                scope = dict.keys.contains { $0.hasPrefix("backbone.") } ? WeightScope(dict).child("backbone") : WeightScope(dict)
+            } else {
+                scope = WeightScope.random(seed: 0)
+            }
+            let net = try UniFormerBackbone(config: config, weights: scope)
+            var rng = SplitMix(seed: 1)
+            let input = Tensor(shape: [1, 3, h, w], data: (0..<(3 * h * w)).map { _ in rng.nextFloat() * 2 - 1 })
+            func once() {
+                if config.numClasses > 0 { _ = net.classify(input, attention: mode, ctx) }
+                else { _ = net.features(input, attention: mode, ctx) }
+            }
+            for _ in 0..<warmup { once() }
+            var times: [Double] = []
+            for _ in 0..<runs {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                once()
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+            times.sort()
+            let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+            let gflop = net.flops(height: h, width: w, attention: mode) / 1e9
+            let rss = peakRSSMegabytes()
+            if json {
+                print(String(format: "{\"median_ms\": %.3f, \"min_ms\": %.3f, \"max_ms\": %.3f, \"gflops\": %.2f, \"gflop\": %.3f, \"peak_rss_mb\": %.1f}",
+                             median, times.first!, times.last!, gflop / (median / 1e3), gflop, rss))
+            } else {
+                print("model:   \(file.url.lastPathComponent) \(w)×\(h), stage 3 \(mode ?? config.attention), \(ctx.threads) threads")
+                print(String(format: "time:    median %.1f ms (min %.1f, max %.1f) over %d runs", median, times.first!, times.last!, runs))
+                print(String(format: "compute: %.2f GFLOP → %.1f GFLOPS", gflop, gflop / (median / 1e3)))
+                print(String(format: "memory:  peak RSS %.0f MB", rss))
+            }
+        }
+    }
+}
+
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024   // Linux: kilobytes
+}
+
+/// A small deterministic generator for benchmark inputs.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}

@@ -1,0 +1,48 @@
+//! Input expansion (files and directories) and output naming for batch commands.
+
+import Foundation
+
+struct InputError: Error, CustomStringConvertible {
+    let description: String
+}
+
+let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "jpe"]
+
+/// Files as given; a directory contributes its image files (sorted), others skipped with a warning.
+func expandImages(_ args: [String]) throws -> [URL] {
+    var out: [URL] = []
+    let fm = FileManager.default
+    for a in args {
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: a, isDirectory: &isDir) else { throw InputError(description: "\(a): no such file or directory") }
+        if isDir.boolValue {
+            let names = try fm.contentsOfDirectory(atPath: a).sorted()
+            for n in names where !n.hasPrefix(".") {
+                let u = URL(fileURLWithPath: a).appendingPathComponent(n)
+                if imageExtensions.contains(u.pathExtension.lowercased()) { out.append(u) }
+                else { progress("uniformer: warning: skipping \(u.path): not a PNG or JPEG file") }
+            }
+        } else {
+            out.append(URL(fileURLWithPath: a))
+        }
+    }
+    guard !out.isEmpty else { throw InputError(description: "\(args.joined(separator: " ")): no images") }
+    return out
+}
+
+/// One input: `output` is the file. Several: `output` is a directory (created), and each output is
+/// named after its input (`street.jpg` → `street.<ext>`).
+func outputPaths(for inputs: [URL], output: String, ext: String) throws -> [URL] {
+    if inputs.count == 1 {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: output, isDirectory: &isDir), isDir.boolValue {
+            return [URL(fileURLWithPath: output).appendingPathComponent(inputs[0].deletingPathExtension().lastPathComponent + "." + ext)]
+        }
+        return [URL(fileURLWithPath: output)]
+    }
+    let dir = URL(fileURLWithPath: output)
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    let urls = inputs.map { dir.appendingPathComponent($0.deletingPathExtension().lastPathComponent + "." + ext) }
+    if Set(urls).count != urls.count { throw InputError(description: "\(output): two inputs share a name; outputs would collide") }
+    return urls
+}

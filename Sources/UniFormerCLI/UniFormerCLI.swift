@@ -1,0 +1,31 @@
+//! `uniformer`: the command-line tool. Errors become one line on stderr and a non-zero exit.
+
+import ArgumentParser
+import Foundation
+
+@main
+struct UniFormerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "uniformer",
+        abstract: "Run UniFormer dense-prediction models on the CPU.",
+        subcommands: [Features.self, Classify.self, Convert.self, Info.self, Bench.self])
+}
+
+/// Runs a command body, turning thrown errors into `uniformer: <message>` and exit status 1.
+func reporting(_ body: () throws -> Void) throws {
+    do { try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch {
+        FileHandle.standardError.write(Data("uniformer: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+struct ModelOptions: ParsableArguments {
+    @Option(help: "A config file, or the name of one in configs/.")
+    var model: String
+
+    @Option(help: "Checkpoint (.pth or .safetensors).")
+    var weights: String
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+}

@@ -1,0 +1,168 @@
+// Each TensorCore kernel against a naive loop twin written here from the PyTorch definition,
+// on odd shapes. The naive twins are the oracles; they are slow on purpose.
+
+import Foundation
+import TensorCore
+import Testing
+
+struct TestRNG {
+    var state: UInt64
+    mutating func next() -> Float {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Float(Int64(bitPattern: state >> 11) % 2_000_001 - 1_000_000) / 1_000_000
+    }
+    mutating func tensor(_ shape: [Int]) -> Tensor {
+        Tensor(shape: shape, data: (0..<shape.reduce(1, *)).map { _ in next() })
+    }
+}
+
+func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    return zip(a, b).map { abs($0 - $1) }.max() ?? 0
+}
+
+/// torch.nn.functional.conv2d(x NCHW, w OIHW, b, stride, padding) with x given channels-last.
+func naiveConv(_ x: Tensor, _ w: Tensor, _ b: [Float], stride: Int, pad: Int, groups: Int = 1) -> Tensor {
+    let (h, wd, c) = (x.shape[0], x.shape[1], x.shape[2])
+    let (o, cg, k) = (w.shape[0], w.shape[1], w.shape[2])
+    let ho = (h + 2 * pad - k) / stride + 1, wo = (wd + 2 * pad - k) / stride + 1
+    var out = [Float](repeating: 0, count: ho * wo * o)
+    let og = o / groups
+    for oy in 0..<ho { for ox in 0..<wo { for oc in 0..<o {
+        var acc = Double(b[oc])
+        let g = oc / og
+        for ci in 0..<cg { for ky in 0..<k { for kx in 0..<k {
+            let iy = oy * stride + ky - pad, ix = ox * stride + kx - pad
+            if iy < 0 || iy >= h || ix < 0 || ix >= wd { continue }
+            acc += Double(x.data[(iy * wd + ix) * c + g * cg + ci]) * Double(w.data[((oc * cg + ci) * k + ky) * k + kx])
+        } } }
+        out[(oy * wo + ox) * o + oc] = Float(acc)
+    } } }
+    return Tensor(shape: [ho, wo, o], data: out)
+}
+
+/// softmax(scale · Q Kᵀ) V per head, from qkv [N, 3C] (PyTorch's reshape(N, 3, heads, d)).
+func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) -> [Float] {
+    let d = c / heads
+    var out = [Float](repeating: 0, count: n * c)
+    for h in 0..<heads {
+        for i in 0..<n {
+            var s = [Double](repeating: 0, count: n)
+            for j in 0..<n {
+                var acc = 0.0
+                for t in 0..<d { acc += Double(qkv[i * 3 * c + h * d + t]) * Double(qkv[j * 3 * c + c + h * d + t]) }
+                s[j] = acc * Double(scale)
+            }
+            let m = s.max()!
+            let e = s.map { exp($0 - m) }
+            let z = e.reduce(0, +)
+            for t in 0..<d {
+                var acc = 0.0
+                for j in 0..<n { acc += e[j] / z * Double(qkv[j * 3 * c + 2 * c + h * d + t]) }
+                out[i * c + h * d + t] = Float(acc)
+            }
+        }
+    }
+    return out
+}
+
+@Suite struct TensorCoreKernels {
+    let ctx = ComputeContext(threads: 2)
+
+    @Test(arguments: [(4, 0, 4), (2, 0, 2), (3, 1, 2), (3, 1, 1)])
+    func conv2dMatchesNaive(_ k: Int, _ pad: Int, _ stride: Int) {
+        var rng = TestRNG(state: UInt64(k * 100 + pad * 10 + stride))
+        let x = rng.tensor([13, 11, 5])
+        let w = rng.tensor([7, 5, k, k])
+        let b = (0..<7).map { _ in rng.next() }
+        let got = Conv2d(weight: w, bias: b, stride: stride, padding: pad)(x, ctx)
+        let want = naiveConv(x, w, b, stride: stride, pad: pad)
+        #expect(got.shape == want.shape)
+        #expect(maxAbsDiff(got.data, want.data) < 1e-5)
+    }
+
+    @Test(arguments: [3, 5])
+    func depthwiseMatchesNaive(_ k: Int) {
+        var rng = TestRNG(state: UInt64(k))
+        let x = rng.tensor([9, 14, 19])
+        let w = rng.tensor([19, 1, k, k])
+        let b = (0..<19).map { _ in rng.next() }
+        let conv = DepthwiseConv2d(weight: w, bias: b)
+        let want = naiveConv(x, w, b, stride: 1, pad: k / 2, groups: 19)
+        #expect(maxAbsDiff(conv(x, ctx).data, want.data) < 1e-5)
+        let withResidual = conv(x, residual: true, ctx)
+        #expect(maxAbsDiff(withResidual.data, zip(want.data, x.data).map { $0 + $1 }) < 1e-5)
+    }
+
+    @Test func linearFoldsMatchUnfolded() {
+        var rng = TestRNG(state: 7)
+        let x = rng.tensor([10, 6])
+        let lin = Linear(weight: rng.tensor([4, 6]), bias: (0..<4).map { _ in rng.next() })
+        let scale = (0..<6).map { _ in rng.next() + 1.5 }, shift = (0..<6).map { _ in rng.next() }
+        let pre = Tensor(shape: x.shape, data: x.data.enumerated().map { $0.element * scale[$0.offset % 6] + shift[$0.offset % 6] })
+        #expect(maxAbsDiff(lin.foldingInputAffine(scale: scale, shift: shift)(x).data, lin(pre).data) < 1e-5)
+        let gamma = (0..<4).map { _ in rng.next() }
+        let scaled = lin(x).data.enumerated().map { $0.element * gamma[$0.offset % 4] }
+        #expect(maxAbsDiff(lin.scalingOutputs(by: gamma)(x).data, scaled) < 1e-5)
+    }
+
+    @Test func layerNormMatchesDefinition() {
+        var rng = TestRNG(state: 3)
+        let x = rng.tensor([7, 33])
+        let w = (0..<33).map { _ in rng.next() }, b = (0..<33).map { _ in rng.next() }
+        let got = LayerNorm(weight: w, bias: b, eps: 1e-6)(x, ctx)
+        var want = [Float]()
+        for r in 0..<7 {
+            let row = x.data[(r * 33)..<(r * 33 + 33)].map(Double.init)
+            let m = row.reduce(0, +) / 33
+            let v = row.map { ($0 - m) * ($0 - m) }.reduce(0, +) / 33
+            want += (0..<33).map { Float((row[$0] - m) / (v + 1e-6).squareRoot() * Double(w[$0]) + Double(b[$0])) }
+        }
+        #expect(maxAbsDiff(got.data, want) < 1e-5)
+    }
+
+    @Test func geluIsExactErfForm() {
+        // torch.nn.functional.gelu(torch.tensor([-3., -1., -0.5, 0., 0.5, 1., 3.]))
+        let want: [Float] = [-0.0040496, -0.1586553, -0.1542688, 0, 0.3457312, 0.8413447, 2.9959502]
+        let got = [-3, -1, -0.5, 0, 0.5, 1, 3].map { gelu(Float($0)) }
+        #expect(maxAbsDiff(got, want) < 1e-6)
+    }
+
+    @Test(arguments: [(1, 8), (37, 2), (3000, 1)])
+    func globalAttentionMatchesNaive(_ n: Int, _ heads: Int) {
+        // n = 3000 spans three query blocks of the scores buffer (4 M floats / 3000 keys = 1398 rows).
+        var rng = TestRNG(state: UInt64(n))
+        let c = 16
+        let qkv = rng.tensor([n, 3 * c])
+        let shape = AttentionShape(channels: c, heads: heads, scale: 0.35)
+        let got = globalAttention(qkv, shape: shape, ctx)
+        let want = naiveAttention(qkv.data, n: n, c: c, heads: heads, scale: 0.35)
+        #expect(maxAbsDiff(got.data, want) < 1e-5)
+    }
+
+    @Test(arguments: [(5, 7, 3), (6, 8, 3), (4, 4, 7), (9, 2, 2)])
+    func windowAttentionMatchesNaivePadding(_ h: Int, _ w: Int, _ ws: Int) {
+        // Upstream: pad the token map with zero tokens (whose QKV is the qkv bias), attend in each
+        // window including the padding, crop. The oracle builds the padded map explicitly.
+        var rng = TestRNG(state: UInt64(h * 100 + w * 10 + ws))
+        let c = 8, heads = 2
+        let qkv = rng.tensor([h * w, 3 * c])
+        let bias = (0..<(3 * c)).map { _ in rng.next() }
+        let shape = AttentionShape(channels: c, heads: heads, scale: 0.5)
+        let got = windowAttention(qkv, height: h, width: w, window: ws, paddingRow: bias, shape: shape, ctx)
+        let hp = (h + ws - 1) / ws * ws, wp = (w + ws - 1) / ws * ws
+        var want = [Float](repeating: .nan, count: h * w * c)
+        for wy in stride(from: 0, to: hp, by: ws) { for wx in stride(from: 0, to: wp, by: ws) {
+            var win = [Float]()
+            for y in wy..<(wy + ws) { for x in wx..<(wx + ws) {
+                win += (y < h && x < w) ? Array(qkv.data[((y * w + x) * 3 * c)..<((y * w + x + 1) * 3 * c)]) : bias
+            } }
+            let o = naiveAttention(win, n: ws * ws, c: c, heads: heads, scale: 0.5)
+            for y in wy..<(wy + ws) { for x in wx..<(wx + ws) where y < h && x < w {
+                let t = (y - wy) * ws + (x - wx)
+                for j in 0..<c { want[(y * w + x) * c + j] = o[t * c + j] }
+            } }
+        } }
+        #expect(maxAbsDiff(got.data, want) < 1e-5)
+    }
+}
