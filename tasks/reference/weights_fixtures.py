@@ -2,7 +2,8 @@
 
 Run from anywhere:  python3 tasks/reference/weights_fixtures.py
 Writes Tests/UniFormerTests/Fixtures/weights/ (seeded; every tensor value is reproducible, though
-torch.save puts a random serialization id into each zip, so the bytes differ between runs):
+the legacy format records storage addresses and the safetensors package writes its metadata in
+hash order, so those bytes differ between runs):
 
   plain_zip.pth        torch zip format, archive prefix = the file stem ("plain_zip/"), bare
                        OrderedDict "A": f32, f16 (incl. ±0, subnormal, max, ±inf, NaN), bf16, f64,
@@ -125,10 +126,13 @@ def pickle_calling_os_system() -> bytes:
             + b"cos\nsystem\n" + unicode("echo pwned") + b"\x85" + b"R" + b"s" + b"s" + b".")
 
 
-def stored_zip(path, records):
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+def write_zip(path, records, compression=zipfile.ZIP_STORED):
+    """A zip with fixed timestamps, so that reruns give the same bytes."""
+    with zipfile.ZipFile(path, "w") as z:
         for name, data in records:
-            z.writestr(name, data)
+            info = zipfile.ZipInfo(name, date_time=(2024, 6, 12, 0, 0, 0))
+            info.compress_type = compression
+            z.writestr(info, data)
 
 
 def safetensors_bytes(header: dict, data: bytes) -> bytes:
@@ -194,12 +198,11 @@ def main():
     damaged[directory: directory + 4] = b"XXXX"   # first central directory header signature
     open(out("corrupt_directory.pth"), "wb").write(bytes(damaged))
 
-    with zipfile.ZipFile(out("plain_zip.pth")) as src, \
-            zipfile.ZipFile(out("compressed.pth"), "w", compression=zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            dst.writestr(info.filename, src.read(info.filename))
+    with zipfile.ZipFile(out("plain_zip.pth")) as src:
+        write_zip(out("compressed.pth"), [(i.filename, src.read(i.filename)) for i in src.infolist()],
+                  compression=zipfile.ZIP_DEFLATED)
 
-    stored_zip(out("unknown_global.pth"), [
+    write_zip(out("unknown_global.pth"), [
         ("unknown_global/data.pkl", pickle_calling_os_system()),
         ("unknown_global/byteorder", b"little"),
         ("unknown_global/version", b"3\n"),
