@@ -42,14 +42,12 @@ struct MLP: Sendable {
     /// written, so x may be the residual itself (as it is in CBlock) without a copy.
     func accumulate(_ x: Tensor, into residual: inout Tensor, _ ctx: ComputeContext) {
         let h = hidden(x, ctx)
-        fc2.accumulate(h, into: &residual)         // residual += fc2(h)
+        fc2.accumulate(h, into: &residual, ctx)    // residual += fc2(h)
     }
 
     /// gelu(fc1(x)) [N, hidden], bias and GELU fused after the GEMM.
     func hidden(_ x: Tensor, _ ctx: ComputeContext) -> Tensor {
-        var h = fc1(x, addBias: false)
-        addBiasGelu(&h, bias: fc1.bias, ctx)
-        return h
+        fc1(x, .biasGELU, ctx)
     }
 }
 
@@ -81,10 +79,10 @@ struct CBlock: Sendable {
     /// x [H, W, C] → [H, W, C]
     func callAsFunction(_ input: Tensor, _ ctx: ComputeContext) -> Tensor {
         var x = posEmbed(input, residual: true, ctx)   // x + pos_embed(x)
-        let t = attn(conv1(x).reshaped(x.shape), ctx)  // attn(conv1(norm1(x)))  [H, W, C]
-        conv2.accumulate(t, into: &x)                  // x += conv2(…)
+        let t = attn(conv1(x, .bias, ctx), ctx)        // attn(conv1(norm1(x)))  [H, W, C]
+        conv2.accumulate(t, into: &x, ctx)             // x += conv2(…)
         let h = mlp.hidden(x, ctx)                     // norm2 is folded into mlp.fc1
-        mlp.fc2.accumulate(h, into: &x)                // x += mlp(norm2(x))
+        mlp.fc2.accumulate(h, into: &x, ctx)           // x += mlp(norm2(x))
         return x
     }
 }
@@ -123,7 +121,7 @@ struct SABlock: Sendable {
     func callAsFunction(_ input: Tensor, window: Int?, _ ctx: ComputeContext) -> Tensor {
         let (h, w) = (input.shape[0], input.shape[1])
         var x = posEmbed(input, residual: true, ctx)            // x + pos_embed(x)
-        let q = qkv(norm1(x, ctx))                              // [H·W, 3C]
+        let q = qkv(norm1(x, ctx), .bias, ctx)                  // [H·W, 3C]
         let a: Tensor                                           // [H·W, C]
         if let ws = window {
             // uniformer.py SABlock_Windows.forward (Sense-X/UniFormer@52a0415): zero tokens padded after
@@ -132,7 +130,7 @@ struct SABlock: Sendable {
         } else {
             a = globalAttention(q, shape: shape, ctx)
         }
-        proj.accumulate(a, into: &x)                            // x += proj(attn(norm1(x)))
+        proj.accumulate(a, into: &x, ctx)                       // x += proj(attn(norm1(x)))
         mlp.accumulate(norm2(x, ctx), into: &x, ctx)            // x += mlp(norm2(x))
         return x
     }

@@ -106,10 +106,10 @@ public struct UniFormerBackbone: Sendable {
         var mean = [Double](repeating: 0, count: c)
         for t in 0..<n { for j in 0..<c { mean[j] += Double(last.data[t * c + j]) } }
         let pooled = Tensor(shape: [1, c], data: mean.map { Float($0 / Double(n)) })
-        var logits = head(pooled).data
+        var logits = head(pooled, .bias, ctx).data
         if let auxHead {
             // tlt/models/uniformer.py forward (eval): x_cls + 0.5 * aux_head(tokens).max over tokens
-            let aux = auxHead(Tensor(shape: [n, c], data: last.data))      // [N, classes]
+            let aux = auxHead(Tensor(shape: [n, c], data: last.data), .bias, ctx)      // [N, classes]
             let k = logits.count
             for j in 0..<k {
                 var m = -Float.infinity

@@ -19,51 +19,53 @@ public struct AttentionShape: Sendable {
     }
 }
 
-/// Query rows per block: keep a block of scores near 4 M floats (16 MB), never below 32 rows.
+/// Query rows per block: keep a block of scores near 2 M floats (8 MB) per thread, never below 32 rows.
 @inline(__always)
-func queryBlock(_ n: Int) -> Int { min(n, max(32, (4 << 20) / max(1, n))) }
+func queryBlock(_ n: Int) -> Int { min(n, max(32, (2 << 20) / max(1, n))) }
 
-/// Attention over `n` tokens whose QKV rows start at `qkv` (row stride `ldqkv`), writing the
-/// concatenated heads to `out` (row stride `ldout`). `scores` must hold queryBlock(n) · n floats.
-public func attend(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape,
-                   out: UnsafeMutablePointer<Float>, ldout: Int,
-                   scores: UnsafeMutablePointer<Float>, _ ctx: ComputeContext) {
+/// One (head, query block) of attention over `n` tokens whose QKV rows start at `qkv` (row stride
+/// `ldqkv`): S = scale · Q_rows Kᵀ, softmax, S·V into the head's columns of `out` (row stride `ldout`).
+/// `scores` holds rows · n floats. Single-threaded: callers parallelise over units.
+@inline(__always)
+func attendUnit(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int,
+                rows r0: Int, count rows: Int, out: UnsafeMutablePointer<Float>, ldout: Int,
+                scores: UnsafeMutablePointer<Float>) {
     let c = shape.channels, d = shape.headDim
-    let block = queryBlock(n)
-    for h in 0..<shape.heads {
-        let q = qkv + h * d, k = qkv + c + h * d, v = qkv + 2 * c + h * d
-        var r0 = 0
-        while r0 < n {
-            let rows = min(block, n - r0)
-            gemmABt(m: rows, n: n, k: d, a: q + r0 * ldqkv, lda: ldqkv, b: k, ldb: ldqkv,
-                    c: scores, ldc: n, alpha: shape.scale)
-            softmaxRows(scores, rows: rows, cols: n, ctx)
-            gemmAB(m: rows, n: d, k: n, a: scores, lda: n, b: v, ldb: ldqkv,
-                   c: out + r0 * ldout + h * d, ldc: ldout)
-            r0 += rows
-        }
-    }
+    let q = qkv + h * d, k = qkv + c + h * d, v = qkv + 2 * c + h * d
+    gemmABt(m: rows, n: n, k: d, a: q + r0 * ldqkv, lda: ldqkv, b: k, ldb: ldqkv, c: scores, ldc: n, alpha: shape.scale)
+    uf_softmax_rows(scores, rows, n)
+    gemmAB(m: rows, n: d, k: n, a: scores, lda: n, b: v, ldb: ldqkv, c: out + r0 * ldout + h * d, ldc: ldout)
 }
 
-/// In-place softmax of each row of a [rows, cols] block.
-public func softmaxRows(_ p: UnsafeMutablePointer<Float>, rows: Int, cols: Int, _ ctx: ComputeContext) {
-    let base = SharedPointer(p)
-    parallelFor(rows, ctx, minChunk: 8) { range in
-        uf_softmax_rows(base.base + range.lowerBound * cols, range.count, cols)
+/// Per-thread scratch for attention: a scores block and, for windows, one window's QKV and output.
+final class AttentionScratch: @unchecked Sendable {
+    let buffers: [UnsafeMutablePointer<Float>]
+    let size: Int
+    init(threads: Int, floats: Int) {
+        size = floats
+        buffers = (0..<threads).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: max(1, floats)) }
     }
+    deinit { buffers.forEach { $0.deallocate() } }
 }
 
-/// Global attention: qkv [N, 3C] → [N, C].
+/// Global attention: qkv [N, 3C] → [N, C]. Units of (head, query block) run on all threads.
 public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: ComputeContext) -> Tensor {
     let c = shape.channels
     let n = qkv.count / (3 * c)
     precondition(n * 3 * c == qkv.count, "attention: qkv \(qkv.shape) for \(c) channels")
-    var scores = [Float](unsafeUninitializedCapacity: queryBlock(n) * n) { _, k in k = queryBlock(n) * n }
+    let block = queryBlock(n)
+    let blocks = (n + block - 1) / block
+    let scratch = AttentionScratch(threads: ctx.threads, floats: block * n)
     return Tensor(uninitialized: [n, c]) { out in
+        let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in
-            scores.withUnsafeMutableBufferPointer { sp in
-                attend(qkv: qp.baseAddress!, ldqkv: 3 * c, tokens: n, shape: shape,
-                       out: out.baseAddress!, ldout: c, scores: sp.baseAddress!, ctx)
+            let src = SharedConstPointer(qp.baseAddress!)
+            parallelChunks(shape.heads * blocks, ctx) { thread, units in
+                for u in units {
+                    let h = u / blocks, r0 = (u % blocks) * block
+                    attendUnit(qkv: src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h, rows: r0,
+                               count: min(block, n - r0), out: o.base, ldout: c, scores: scratch.buffers[thread])
+                }
             }
         }
     }
@@ -73,46 +75,50 @@ public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: Compute
 /// bottom/right to a multiple of `window` *after* norm1, so a padded token's QKV is the qkv bias;
 /// padded tokens take part in every window's softmax unmasked (upstream does not mask them);
 /// outputs of padded tokens are cropped. qkv [H·W, 3C] (of the real tokens) → [H·W, C].
+/// Windows run on all threads, each gathering its tokens into a contiguous [ws², 3C] block.
 public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window ws: Int,
                             paddingRow: [Float], shape: AttentionShape, _ ctx: ComputeContext) -> Tensor {
     let c = shape.channels, c3 = 3 * c
     precondition(qkv.count == h * w * c3 && paddingRow.count == c3, "window attention: qkv \(qkv.shape) for \(h)×\(w)×\(c)")
     let nwy = (h + ws - 1) / ws, nwx = (w + ws - 1) / ws
     let t = ws * ws
-    var winQKV = [Float](repeating: 0, count: t * c3)     // [ws·ws, 3C] one window's tokens
-    var winOut = [Float](repeating: 0, count: t * c)      // [ws·ws, C]
-    var scores = [Float](repeating: 0, count: queryBlock(t) * t)
+    let block = queryBlock(t)
+    // per thread: [t, 3C] window QKV, [t, C] window output, [block, t] scores
+    let scratch = AttentionScratch(threads: ctx.threads, floats: t * c3 + t * c + block * t)
     return Tensor(uninitialized: [h * w, c]) { out in
-        let o = out.baseAddress!
+        let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in
-            let src = qp.baseAddress!
-            winQKV.withUnsafeMutableBufferPointer { wq in
-                winOut.withUnsafeMutableBufferPointer { wo in
-                    scores.withUnsafeMutableBufferPointer { sp in
-                        paddingRow.withUnsafeBufferPointer { pad in
-                            for wy in 0..<nwy {
-                                for wx in 0..<nwx {
-                                    // gather: window token (ty, tx) ← map (wy·ws + ty, wx·ws + tx) or padding
-                                    for ty in 0..<ws {
-                                        for tx in 0..<ws {
-                                            let y = wy * ws + ty, x = wx * ws + tx
-                                            let from = (y < h && x < w) ? src + (y * w + x) * c3 : pad.baseAddress!
-                                            (wq.baseAddress! + (ty * ws + tx) * c3).update(from: from, count: c3)
-                                        }
-                                    }
-                                    attend(qkv: wq.baseAddress!, ldqkv: c3, tokens: t, shape: shape,
-                                           out: wo.baseAddress!, ldout: c, scores: sp.baseAddress!, ctx)
-                                    // scatter the real tokens back
-                                    for ty in 0..<ws {
-                                        let y = wy * ws + ty
-                                        if y >= h { break }
-                                        for tx in 0..<ws {
-                                            let x = wx * ws + tx
-                                            if x >= w { break }
-                                            (o + (y * w + x) * c).update(from: wo.baseAddress! + (ty * ws + tx) * c, count: c)
-                                        }
-                                    }
-                                }
+            let src = SharedConstPointer(qp.baseAddress!)
+            paddingRow.withUnsafeBufferPointer { pp in
+                let pad = SharedConstPointer(pp.baseAddress!)
+                parallelChunks(nwy * nwx, ctx) { thread, windows in
+                    let wq = scratch.buffers[thread], wo = wq + t * c3, scores = wo + t * c
+                    for win in windows {
+                        let wy = win / nwx, wx = win % nwx
+                        // gather: window token (ty, tx) ← map (wy·ws + ty, wx·ws + tx), or the padding QKV
+                        for ty in 0..<ws {
+                            for tx in 0..<ws {
+                                let y = wy * ws + ty, x = wx * ws + tx
+                                let from = (y < h && x < w) ? src.base + (y * w + x) * c3 : pad.base
+                                (wq + (ty * ws + tx) * c3).update(from: from, count: c3)
+                            }
+                        }
+                        for head in 0..<shape.heads {
+                            var r0 = 0
+                            while r0 < t {
+                                attendUnit(qkv: wq, ldqkv: c3, tokens: t, shape: shape, head: head, rows: r0,
+                                           count: min(block, t - r0), out: wo, ldout: c, scores: scores)
+                                r0 += block
+                            }
+                        }
+                        // scatter the real tokens back
+                        for ty in 0..<ws {
+                            let y = wy * ws + ty
+                            if y >= h { break }
+                            for tx in 0..<ws {
+                                let x = wx * ws + tx
+                                if x >= w { break }
+                                (o.base + (y * w + x) * c).update(from: wo + (ty * ws + tx) * c, count: c)
                             }
                         }
                     }

@@ -1,8 +1,9 @@
 //! ComputeContext: how many threads the engine may use, and the one place that tells OpenBLAS.
 //!
-//! Threading follows ggml: non-GEMM loops split their outer dimension into `[ith, nth)` chunks on
-//! our own threads; sgemm is called only from the orchestrating thread and uses OpenBLAS's own
-//! pthreads. The two never nest (OpenBLAS issues #1761, #2126: concurrent callers race).
+//! Threading follows ggml: every loop, GEMMs included, splits its outer dimension into
+//! `[ith, nth)` chunks on our own threads (Dispatch). OpenBLAS is set to one thread, so each chunk's
+//! sgemm runs in the calling thread: there is one thread pool, never OpenBLAS's threads spinning
+//! beside ours (DESIGN.md: call sgemm single-threaded from your own parallel loop, never both).
 
 import CBLAS
 import Dispatch
@@ -11,24 +12,30 @@ import Foundation
 public struct ComputeContext: Sendable {
     public let threads: Int
 
-    /// Sets OpenBLAS's process-wide thread count to `threads` (the only call site in the project).
+    /// Sets OpenBLAS's process-wide thread count to 1 (the only call site in the project): the
+    /// engine's own `threads` chunks call sgemm concurrently.
     public init(threads: Int? = nil) {
         let n = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.threads = n
-        openblas_set_num_threads(Int32(n))
+        openblas_set_num_threads(1)
     }
 }
 
 /// Runs `body` over `count` items split into at most `ctx.threads` contiguous chunks.
 /// Disjoint-write contract: each chunk writes only the outputs of its own index range.
-/// `body` must not call sgemm (see the file header).
 @inline(__always)
 public func parallelFor(_ count: Int, _ ctx: ComputeContext, minChunk: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
+    parallelChunks(count, ctx, minChunk: minChunk) { _, range in body(range) }
+}
+
+/// As `parallelFor`, also passing the chunk's index in `0..<ctx.threads` (to pick per-thread scratch).
+@inline(__always)
+public func parallelChunks(_ count: Int, _ ctx: ComputeContext, minChunk: Int = 1, _ body: @Sendable (Int, Range<Int>) -> Void) {
     guard count > 0 else { return }
     let n = max(1, min(ctx.threads, count / max(1, minChunk)))
-    if n == 1 { body(0..<count); return }
+    if n == 1 { body(0, 0..<count); return }
     DispatchQueue.concurrentPerform(iterations: n) { i in
-        body(count * i / n ..< count * (i + 1) / n)
+        body(i, count * i / n ..< count * (i + 1) / n)
     }
 }
 

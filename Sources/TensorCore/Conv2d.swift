@@ -90,13 +90,15 @@ public struct Conv2d: Sendable {
             done = n * cols
         }
         _ = col.count
+        let b = bias
         return Tensor(uninitialized: [ho, wo, outChannels]) { out in
             col.withUnsafeMutableBufferPointer { cp in
                 packed.withUnsafeBufferPointer { wp in
-                    gemmABt(m: n, n: outChannels, k: cols, a: cp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!)
+                    gemmRows(m: n, n: outChannels, k: cols, a: cp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!, ctx) { c, rows in
+                        if let b { addRowBias(c, rows: rows, bias: b) }
+                    }
                 }
             }
-            if let bias { addRowBias(out.baseAddress!, rows: n, bias: bias) }
         }
     }
 }

@@ -21,34 +21,43 @@ public struct Linear: Sendable {
         self.init(weight: weight.reshaped([weight.shape[0], weight.shape[1]]), bias: bias)
     }
 
-    /// y = x · Wᵀ + b, for x [N, in] → [N, out]. With `addBias` false the caller adds the bias
-    /// in a fused epilogue (e.g. bias + GELU).
-    public func callAsFunction(_ x: Tensor, addBias: Bool = true) -> Tensor {
+    public enum Epilogue: Sendable { case bias, biasGELU }
+
+    /// y = x · Wᵀ + b (or gelu(x · Wᵀ + b)), for x [N, in] → [N, out].
+    public func callAsFunction(_ x: Tensor, _ epilogue: Epilogue = .bias, _ ctx: ComputeContext) -> Tensor {
         let n = x.count / inFeatures
         precondition(x.count == n * inFeatures, "Linear: input \(x.shape) vs weight \(weight.shape)")
         var shape = x.shape
         shape[shape.count - 1] = outFeatures
+        let o = outFeatures, b = bias
         return Tensor(uninitialized: shape) { out in
             x.data.withUnsafeBufferPointer { xp in
                 weight.data.withUnsafeBufferPointer { wp in
-                    gemmABt(m: n, n: outFeatures, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!)
+                    gemmRows(m: n, n: o, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!, ctx) { c, rows in
+                        switch epilogue {
+                        case .bias: if let b { addRowBias(c, rows: rows, bias: b) }
+                        case .biasGELU: biasGELURows(c, rows: rows, cols: o, bias: b)
+                        }
+                    }
                 }
             }
-            if addBias, let bias { addRowBias(out.baseAddress!, rows: n, bias: bias) }
         }
     }
 
     /// residual += x · Wᵀ + b, in place (the branch output of a residual block).
-    public func accumulate(_ x: Tensor, into residual: inout Tensor) {
+    public func accumulate(_ x: Tensor, into residual: inout Tensor, _ ctx: ComputeContext) {
         let n = x.count / inFeatures
         precondition(residual.count == n * outFeatures, "Linear.accumulate: \(x.shape) → \(residual.shape)")
+        let b = bias
         residual.data.withUnsafeMutableBufferPointer { rp in
             x.data.withUnsafeBufferPointer { xp in
                 weight.data.withUnsafeBufferPointer { wp in
-                    gemmABt(m: n, n: outFeatures, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!, c: rp.baseAddress!, beta: 1)
+                    gemmRows(m: n, n: outFeatures, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!,
+                             c: rp.baseAddress!, beta: 1, ctx) { c, rows in
+                        if let b { addRowBias(c, rows: rows, bias: b) }
+                    }
                 }
             }
-            if let bias { addRowBias(rp.baseAddress!, rows: n, bias: bias) }
         }
     }
 

@@ -100,10 +100,18 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
         let lin = Linear(weight: rng.tensor([4, 6]), bias: (0..<4).map { _ in rng.next() })
         let scale = (0..<6).map { _ in rng.next() + 1.5 }, shift = (0..<6).map { _ in rng.next() }
         let pre = Tensor(shape: x.shape, data: x.data.enumerated().map { $0.element * scale[$0.offset % 6] + shift[$0.offset % 6] })
-        #expect(maxAbsDiff(lin.foldingInputAffine(scale: scale, shift: shift)(x).data, lin(pre).data) < 1e-5)
+        #expect(maxAbsDiff(lin.foldingInputAffine(scale: scale, shift: shift)(x, .bias, ctx).data, lin(pre, .bias, ctx).data) < 1e-5)
         let gamma = (0..<4).map { _ in rng.next() }
-        let scaled = lin(x).data.enumerated().map { $0.element * gamma[$0.offset % 4] }
-        #expect(maxAbsDiff(lin.scalingOutputs(by: gamma)(x).data, scaled) < 1e-5)
+        let scaled = lin(x, .bias, ctx).data.enumerated().map { $0.element * gamma[$0.offset % 4] }
+        #expect(maxAbsDiff(lin.scalingOutputs(by: gamma)(x, .bias, ctx).data, scaled) < 1e-5)
+        // the fused bias + GELU epilogue against the plain product, bias and erf-form GELU
+        let plain = lin(x, .bias, ctx).data.map { Float(0.5 * Double($0) * (1 + erf(Double($0) / 2.0.squareRoot()))) }
+        #expect(maxAbsDiff(lin(x, .biasGELU, ctx).data, plain) < 1e-6)
+        var acc = x.data.prefix(40).map { $0 }       // [10, 4] residual
+        var residual = Tensor(shape: [10, 4], data: acc)
+        lin.accumulate(x, into: &residual, ctx)
+        acc = zip(acc, lin(x, .bias, ctx).data).map { $0 + $1 }
+        #expect(maxAbsDiff(residual.data, acc) < 1e-5)
     }
 
     @Test func layerNormMatchesDefinition() {
@@ -124,8 +132,14 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
     @Test func geluIsExactErfForm() {
         // torch.nn.functional.gelu(torch.tensor([-3., -1., -0.5, 0., 0.5, 1., 3.]))
         let want: [Float] = [-0.0040496, -0.1586553, -0.1542688, 0, 0.3457312, 0.8413447, 2.9959502]
-        let got = [-3, -1, -0.5, 0, 0.5, 1, 3].map { gelu(Float($0)) }
+        var got: [Float] = [-3, -1, -0.5, 0, 0.5, 1, 3]
+        got.withUnsafeMutableBufferPointer { biasGELURows($0.baseAddress!, rows: 1, cols: 7, bias: nil) }
         #expect(maxAbsDiff(got, want) < 1e-6)
+        // the vectorised polynomial form against libm's erf over a dense grid
+        var grid = (0..<20001).map { Float($0 - 10000) / 1000 }      // −10 … 10
+        let exact = grid.map { Float(0.5 * Double($0) * (1 + erf(Double($0) / 2.0.squareRoot()))) }
+        grid.withUnsafeMutableBufferPointer { biasGELURows($0.baseAddress!, rows: 1, cols: 20001, bias: nil) }
+        #expect(zip(grid, exact).allSatisfy { abs($0 - $1) <= 3e-7 * max(1, abs($1)) })
     }
 
     @Test(arguments: [(1, 8), (37, 2), (3000, 1)])
