@@ -32,7 +32,8 @@ let package = Package(
         // Official .pth (restricted unpickler) and safetensors; strict, scoped weight access.
         .target(name: "Weights", dependencies: ["TensorCore"], swiftSettings: optimise),
         // PNG/JPEG decoding as OpenCV's imread, OpenCV-exact resize, normalisation.
-        .target(name: "Imaging", dependencies: ["TensorCore", "CPNG", "CJPEG"], swiftSettings: optimise),
+        .target(name: "CImagingShim", dependencies: ["CPNG", "CJPEG"]),  // setjmp boundary around libpng/libjpeg
+        .target(name: "Imaging", dependencies: ["TensorCore", "CPNG", "CJPEG", "CImagingShim"], swiftSettings: optimise),
         // configs/*.json through json-c: the upstream model dicts.
         .target(name: "ModelConfig", dependencies: ["CJSONC"], swiftSettings: optimise),
         // The UniFormer backbone (every upstream variant) and the ImageNet classifier.
