@@ -160,11 +160,11 @@ func writeAtomically(_ data: Data, to url: URL) throws {
         try data.write(to: temporary)
     } catch {
         try? FileManager.default.removeItem(at: temporary)
-        throw WeightError.writeFailed(file: url.path, reason: (error as NSError).localizedDescription)
+        throw WeightError.writeFailed(file: url.relativePath, reason: (error as NSError).localizedDescription)
     }
     guard rename(temporary.path, url.path) == 0 else {
         let reason = String(cString: strerror(errno))
         try? FileManager.default.removeItem(at: temporary)
-        throw WeightError.writeFailed(file: url.path, reason: reason)
+        throw WeightError.writeFailed(file: url.relativePath, reason: reason)
     }
 }

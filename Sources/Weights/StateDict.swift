@@ -83,7 +83,7 @@ public struct StateDict: Sendable {
     /// Reads a checkpoint, detecting its format from the first bytes:
     /// `PK\x03\x04` → torch zip, `\x80` (a pickle) → legacy torch, `{` after an 8-byte length → safetensors.
     public init(contentsOf url: URL) throws {
-        let file = url.path
+        let file = url.relativePath  // as the user gave it
         let data: Data
         do {
             data = try Data(contentsOf: url)
