@@ -17,7 +17,8 @@ struct imshim_jpeg {
     int created;
     int warnings;
     char message[JMSG_LENGTH_MAX];
-    char warning[JMSG_LENGTH_MAX];
+    char warning[JMSG_LENGTH_MAX];        // first warning that loses data (EOF or corrupt class)
+    char other_warning[JMSG_LENGTH_MAX];  // first benign one
     const uint8_t *data;
     size_t size;
 };
@@ -34,9 +35,10 @@ static void shim_jpeg_emit_message(j_common_ptr common, int level) {
         return;
     imshim_jpeg *ctx = (imshim_jpeg *)common;
     common->err->num_warnings++;
+    int kind;
     switch (common->err->msg_code) {
     case JWRN_JPEG_EOF:
-        ctx->warnings |= IMSHIM_JPEG_WARN_EOF;
+        kind = IMSHIM_JPEG_WARN_EOF;
         break;
     case JWRN_HIT_MARKER:
     case JWRN_HUFF_BAD_CODE:
@@ -44,14 +46,16 @@ static void shim_jpeg_emit_message(j_common_ptr common, int level) {
     case JWRN_MUST_RESYNC:
     case JWRN_NOT_SEQUENTIAL:
     case JWRN_BOGUS_PROGRESSION:
-        ctx->warnings |= IMSHIM_JPEG_WARN_CORRUPT;
+        kind = IMSHIM_JPEG_WARN_CORRUPT;
         break;
     default:
-        ctx->warnings |= IMSHIM_JPEG_WARN_OTHER;
+        kind = IMSHIM_JPEG_WARN_OTHER;
         break;
     }
-    if (ctx->warning[0] == 0)
-        (*common->err->format_message)(common, ctx->warning);
+    ctx->warnings |= kind;
+    char *text = kind == IMSHIM_JPEG_WARN_OTHER ? ctx->other_warning : ctx->warning;
+    if (text[0] == 0)
+        (*common->err->format_message)(common, text);
 }
 
 static void shim_jpeg_output_message(j_common_ptr common) { (void)common; }
@@ -139,7 +143,9 @@ int imshim_jpeg_read(imshim_jpeg *ctx, uint8_t *out, uint32_t width, uint32_t he
 }
 
 int imshim_jpeg_warnings(const imshim_jpeg *ctx) { return ctx->warnings; }
-const char *imshim_jpeg_warning(const imshim_jpeg *ctx) { return ctx->warning; }
+const char *imshim_jpeg_warning(const imshim_jpeg *ctx) {
+    return ctx->warning[0] ? ctx->warning : ctx->other_warning;
+}
 const char *imshim_jpeg_message(const imshim_jpeg *ctx) { return ctx->message; }
 
 void imshim_jpeg_destroy(imshim_jpeg *ctx) {

@@ -129,7 +129,8 @@ private func decodeJPEG(_ bytes: [UInt8], name: String, maxPixels: Int) throws -
             }
             guard ok == 1 else { throw failure() }
         }
-        let warning = String(cString: imshim_jpeg_warning(ctx))
+        var warning = String(cString: imshim_jpeg_warning(ctx))
+        if warning.hasPrefix("Corrupt JPEG data: ") { warning.removeFirst("Corrupt JPEG data: ".count) }
         if scanWarnings & Int32(IMSHIM_JPEG_WARN_EOF) != 0 {
             throw ImageError.truncated(path: name, format: "JPEG", reason: "the data ends before the last scanline")
         }

@@ -53,31 +53,26 @@ extension RGBImage {
         let sw = width, sh = height
         let xt = LinearTaps(destination: dw, source: sw, scale: scaleX, clampFraction: true)
         let yt = LinearTaps(destination: dh, source: sh, scale: scaleY, clampFraction: false)
-        // Per output element (dx·3 + c): source element offsets and weights, horizontally.
-        var ofs0 = [Int](repeating: 0, count: dw * 3), ofs1 = ofs0
-        var alpha0 = [Int32](repeating: 0, count: dw * 3), alpha1 = alpha0
-        for dx in 0..<dw {
-            for c in 0..<3 {
-                ofs0[dx * 3 + c] = xt.index0[dx] * 3 + c
-                ofs1[dx * 3 + c] = xt.index1[dx] * 3 + c
-                alpha0[dx * 3 + c] = xt.weight0[dx]
-                alpha1[dx * 3 + c] = xt.weight1[dx]
-            }
-        }
         let n = dw * 3
         // Two horizontally resized source rows, reused while consecutive output rows share them.
         var rowA = [Int32](repeating: 0, count: n), rowB = rowA
         return pixels.withUnsafeBufferPointer { src in
             RGBImage(width: dw, height: dh) { dst in
-                ofs0.withUnsafeBufferPointer { o0 in ofs1.withUnsafeBufferPointer { o1 in
-                alpha0.withUnsafeBufferPointer { a0 in alpha1.withUnsafeBufferPointer { a1 in
+                xt.index0.withUnsafeBufferPointer { x0 in xt.index1.withUnsafeBufferPointer { x1 in
+                xt.weight0.withUnsafeBufferPointer { a0 in xt.weight1.withUnsafeBufferPointer { a1 in
                 rowA.withUnsafeMutableBufferPointer { bufA in rowB.withUnsafeMutableBufferPointer { bufB in
                     var a = bufA.baseAddress!, b = bufB.baseAddress!
                     var tagA = -1, tagB = -1
+                    // HResizeLinear: D[dx·3 + c] = S[x0·3 + c]·a0 + S[x1·3 + c]·a1, exact in int32.
                     func horizontal(_ sy: Int, into row: UnsafeMutablePointer<Int32>) {
                         let s = src.baseAddress! + sy * sw * 3
-                        for i in 0..<n {
-                            row[i] = Int32(s[o0[i]]) &* a0[i] &+ Int32(s[o1[i]]) &* a1[i]
+                        for dx in 0..<dw {
+                            let p = s + x0[dx] * 3, q = s + x1[dx] * 3
+                            let w0 = a0[dx], w1 = a1[dx]
+                            let o = row + dx * 3
+                            o[0] = Int32(p[0]) &* w0 &+ Int32(q[0]) &* w1
+                            o[1] = Int32(p[1]) &* w0 &+ Int32(q[1]) &* w1
+                            o[2] = Int32(p[2]) &* w0 &+ Int32(q[2]) &* w1
                         }
                     }
                     for dy in 0..<dh {
@@ -93,11 +88,12 @@ extension RGBImage {
                             if r1 == r0 { b.update(from: a, count: n) } else { horizontal(r1, into: b) }
                             tagB = r1
                         }
+                        // VResizeLinear<uchar, int, short, …> with VResizeLinearVec_32s8u's rounding.
                         let b0 = yt.weight0[dy], b1 = yt.weight1[dy]
                         let out = dst.baseAddress! + dy * n
                         for i in 0..<n {
-                            let v = ((b0 &* (a[i] >> 4)) >> 16) &+ ((b1 &* (b[i] >> 4)) >> 16) &+ 2
-                            out[i] = UInt8(clamping: v >> 2)
+                            let v = ((b0 &* (a[i] &>> 4)) &>> 16) &+ ((b1 &* (b[i] &>> 4)) &>> 16) &+ 2
+                            out[i] = UInt8(clamping: v &>> 2)
                         }
                     }
                 }}}}}}

@@ -44,10 +44,10 @@ extension RGBImage {
                             let k = kk.baseAddress! + y * taps.ksize
                             let out = d + y * ow * 3
                             for i in 0..<(ow * 3) {
-                                var acc = 1 << 21
+                                var acc: Int32 = 1 << 21
                                 var p = s + first * w * 3 + i
                                 for t in 0..<count {
-                                    acc += Int(p.pointee) * Int(k[t])
+                                    acc &+= Int32(p.pointee) &* k[t]
                                     p += w * 3
                                 }
                                 out[i] = clip8(acc)
@@ -60,11 +60,11 @@ extension RGBImage {
                             for x in 0..<ow {
                                 let first = taps.first[x], count = taps.count[x]
                                 let k = kk.baseAddress! + x * taps.ksize
-                                var r = 1 << 21, g = 1 << 21, b = 1 << 21
+                                var r: Int32 = 1 << 21, g: Int32 = 1 << 21, b: Int32 = 1 << 21
                                 var p = row + first * 3
                                 for t in 0..<count {
-                                    let kt = Int(k[t])
-                                    r += Int(p[0]) * kt; g += Int(p[1]) * kt; b += Int(p[2]) * kt
+                                    let kt = k[t]
+                                    r &+= Int32(p[0]) &* kt; g &+= Int32(p[1]) &* kt; b &+= Int32(p[2]) &* kt
                                     p += 3
                                 }
                                 out[x * 3] = clip8(r); out[x * 3 + 1] = clip8(g); out[x * 3 + 2] = clip8(b)
@@ -77,9 +77,10 @@ extension RGBImage {
     }
 }
 
-/// clip8: the accumulator's integer part (>> 22, arithmetic), clamped to 0…255.
-@inline(__always) private func clip8(_ acc: Int) -> UInt8 {
-    UInt8(clamping: acc >> 22)
+/// clip8: the accumulator's integer part (>> 22, arithmetic), clamped to 0…255. The int32
+/// accumulator is Pillow's own (|Σ p·k| < 255 · 1.25 · 2^22 cannot overflow).
+@inline(__always) private func clip8(_ acc: Int32) -> UInt8 {
+    UInt8(clamping: acc &>> 22)
 }
 
 /// Pillow's precompute_coeffs + normalize_coeffs_8bpc for BICUBIC over the box (0, inSize).

@@ -21,7 +21,9 @@ segment (here XMP, so no rotation), 5.0 finds the EXIF APP1 behind it and rotate
 import io
 import json
 import os
+import shutil
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -348,6 +350,19 @@ def make_jpegs():
     add_decode("jpeg_exif6_broken_entry.jpg", "an unreadable entry before the orientation stops EXIF parsing")
     save_bytes("jpeg_exif9.jpg", with_app1(plain, [b"Exif\x00\x00" + tiff_block(9)]))
     add_decode("jpeg_exif9.jpg", "orientation 9 (invalid) is ignored")
+    # Arithmetic coding and restart markers in a progressive file: only jpegtran writes these
+    # (Debian libjpeg-turbo-progs); without it these cases are left out of the manifest.
+    jpegtran = shutil.which("jpegtran")
+    if jpegtran is None:
+        print("warning: jpegtran not found (apt-get install libjpeg-turbo-progs): "
+              "arithmetic-coded fixtures skipped", file=sys.stderr)
+        return
+    for name, args, src in [("jpeg_arithmetic.jpg", ["-arithmetic"], "jpeg_baseline420.jpg"),
+                            ("jpeg_arithmetic_progressive.jpg", ["-arithmetic", "-progressive"], "jpeg_444.jpg"),
+                            ("jpeg_progressive_restart.jpg", ["-progressive", "-restart", "2"], "jpeg_422.jpg")]:
+        out = subprocess.run([jpegtran, *args, path(src)], check=True, capture_output=True).stdout
+        save_bytes(name, out)
+        add_decode(name, "jpegtran " + " ".join(args))
 
 
 def make_bad():

@@ -75,7 +75,8 @@ int imshim_jpeg_first_app1(imshim_jpeg *ctx, const uint8_t **data, size_t *lengt
 /// scanline was read.
 int imshim_jpeg_read(imshim_jpeg *ctx, uint8_t *out, uint32_t width, uint32_t height, int cmyk,
                      int *warnings_during_scan);
-/// Mask of every warning so far, and the text of the first one ("" if none).
+/// Mask of every warning so far, and the text of the first one that loses data (else of the first
+/// benign one; "" if none).
 int imshim_jpeg_warnings(const imshim_jpeg *ctx);
 const char *imshim_jpeg_warning(const imshim_jpeg *ctx);
 const char *imshim_jpeg_message(const imshim_jpeg *ctx);
