@@ -56,7 +56,7 @@ public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: Compute
     let block = queryBlock(n)
     let blocks = (n + block - 1) / block
     let scratch = AttentionScratch(threads: ctx.threads, floats: block * n)
-    return Tensor(uninitialized: [n, c]) { out in
+    return ctx.timed("attention") { Tensor(uninitialized: [n, c]) { out in
         let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in
             let src = SharedConstPointer(qp.baseAddress!)
@@ -68,7 +68,7 @@ public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: Compute
                 }
             }
         }
-    }
+    } }
 }
 
 /// Window attention as UniFormer's SABlock_Windows: the token map [H, W] is zero-padded on the
@@ -85,7 +85,7 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
     let block = queryBlock(t)
     // per thread: [t, 3C] window QKV, [t, C] window output, [block, t] scores
     let scratch = AttentionScratch(threads: ctx.threads, floats: t * c3 + t * c + block * t)
-    return Tensor(uninitialized: [h * w, c]) { out in
+    return ctx.timed("window attention") { Tensor(uninitialized: [h * w, c]) { out in
         let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in
             let src = SharedConstPointer(qp.baseAddress!)
@@ -125,5 +125,5 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
                 }
             }
         }
-    }
+    } }
 }

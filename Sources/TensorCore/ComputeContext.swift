@@ -11,6 +11,8 @@ import Foundation
 
 public struct ComputeContext: Sendable {
     public let threads: Int
+    /// When set, ops add their wall time per kind (see Profiler.swift).
+    public var profiler: Profiler?
 
     /// Sets OpenBLAS's process-wide thread count to 1 (the only call site in the project): the
     /// engine's own `threads` chunks call sgemm concurrently.

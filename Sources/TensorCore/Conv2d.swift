@@ -55,10 +55,14 @@ public struct Conv2d: Sendable {
         let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = outputSize(h, w)
         precondition(ho > 0 && wo > 0, "Conv2d: input \(h)×\(w) smaller than the kernel \(kernel)")
+        // im2col: row (oy, ox) = [ky][kx][c] of the input window, zeros outside the image.
+        return ctx.timed("conv2d") { convolve(x, h, w, c, ho, wo, ctx) }
+    }
+
+    private func convolve(_ x: Tensor, _ h: Int, _ w: Int, _ c: Int, _ ho: Int, _ wo: Int, _ ctx: ComputeContext) -> Tensor {
         let k = kernel, s = stride, pad = padding
         let cols = k * k * c
         let n = ho * wo
-        // im2col: row (oy, ox) = [ky][kx][c] of the input window, zeros outside the image.
         var col = [Float](unsafeUninitializedCapacity: n * cols) { buf, done in
             let dst = SharedPointer(buf.baseAddress!)
             x.data.withUnsafeBufferPointer { xp in

@@ -26,7 +26,7 @@ public struct DepthwiseConv2d: Sendable {
         precondition(x.rank == 3 && x.shape[2] == channels, "DepthwiseConv2d(\(channels)): input \(x.shape)")
         let (h, w, c) = (x.shape[0], x.shape[1], channels)
         let k = kernel, pad = kernel / 2
-        return Tensor(uninitialized: x.shape) { out in
+        return ctx.timed("depthwise") { Tensor(uninitialized: x.shape) { out in
             let dst = SharedPointer(out.baseAddress!)
             x.data.withUnsafeBufferPointer { xp in
                 let src = SharedConstPointer(xp.baseAddress!)
@@ -59,7 +59,7 @@ public struct DepthwiseConv2d: Sendable {
                         }
                     }
                 }
-            }
+            } }
         }
     }
 }

@@ -30,7 +30,7 @@ public struct Linear: Sendable {
         var shape = x.shape
         shape[shape.count - 1] = outFeatures
         let o = outFeatures, b = bias
-        return Tensor(uninitialized: shape) { out in
+        return ctx.timed(epilogue == .biasGELU ? "linear+gelu" : "linear") { Tensor(uninitialized: shape) { out in
             x.data.withUnsafeBufferPointer { xp in
                 weight.data.withUnsafeBufferPointer { wp in
                     gemmRows(m: n, n: o, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!, ctx) { c, rows in
@@ -41,7 +41,7 @@ public struct Linear: Sendable {
                     }
                 }
             }
-        }
+        } }
     }
 
     /// residual += x · Wᵀ + b, in place (the branch output of a residual block).
@@ -49,7 +49,7 @@ public struct Linear: Sendable {
         let n = x.count / inFeatures
         precondition(residual.count == n * outFeatures, "Linear.accumulate: \(x.shape) → \(residual.shape)")
         let b = bias
-        residual.data.withUnsafeMutableBufferPointer { rp in
+        ctx.timed("linear") { residual.data.withUnsafeMutableBufferPointer { rp in
             x.data.withUnsafeBufferPointer { xp in
                 weight.data.withUnsafeBufferPointer { wp in
                     gemmRows(m: n, n: outFeatures, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!,
@@ -58,7 +58,7 @@ public struct Linear: Sendable {
                     }
                 }
             }
-        }
+        } }
     }
 
     /// Folds a per-input-channel affine that precedes this layer (an inference BatchNorm:

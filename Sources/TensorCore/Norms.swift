@@ -18,7 +18,7 @@ public struct LayerNorm: Sendable {
         let c = weight.count
         let rows = x.count / c
         precondition(rows * c == x.count, "LayerNorm(\(c)): input \(x.shape)")
-        return Tensor(uninitialized: x.shape) { out in
+        return ctx.timed("layernorm") { Tensor(uninitialized: x.shape) { out in
             let o = SharedPointer(out.baseAddress!)
             x.data.withUnsafeBufferPointer { xp in
                 let src = SharedConstPointer(xp.baseAddress!)
@@ -33,7 +33,7 @@ public struct LayerNorm: Sendable {
                     }
                 }
             }
-        }
+        } }
     }
 }
 

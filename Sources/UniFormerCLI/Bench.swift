@@ -35,6 +35,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    @Flag(help: "Print the time per operator kind (median run's share, summed over the timed runs).")
+    var profile = false
+
     func run() throws {
         try reporting {
             let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
@@ -46,7 +49,8 @@ struct Bench: ParsableCommand {
             let mode = try parseAttention(attention)
             let file = try ModelFile(contentsOf: try ModelFile.resolve(model))
             let config = try file.backboneConfig()
-            let ctx = ComputeContext(threads: threads)
+            var ctx = ComputeContext(threads: threads)
+            let profiler = Profiler()
             let scope: WeightScope
             if let weights {
                 let dict = try StateDict(contentsOf: URL(fileURLWithPath: weights))
@@ -62,6 +66,7 @@ struct Bench: ParsableCommand {
                 else { _ = net.features(input, attention: mode, ctx) }
             }
             for _ in 0..<warmup { once() }
+            if profile { ctx.profiler = profiler }
             var times: [Double] = []
             for _ in 0..<runs {
                 let t0 = DispatchTime.now().uptimeNanoseconds
@@ -80,6 +85,14 @@ struct Bench: ParsableCommand {
                 print(String(format: "time:    median %.1f ms (min %.1f, max %.1f) over %d runs", median, times.first!, times.last!, runs))
                 print(String(format: "compute: %.2f GFLOP → %.1f GFLOPS", gflop, gflop / (median / 1e3)))
                 print(String(format: "memory:  peak RSS %.0f MB", rss))
+            }
+            if profile {
+                let total = times.reduce(0, +) / 1e3
+                print("per operator kind (mean per run):")
+                for r in profiler.report {
+                    print("  " + r.kind.padding(toLength: 18, withPad: " ", startingAt: 0)
+                          + String(format: "%8.2f ms  %5.1f%%  (%d calls/run)", r.seconds / Double(runs) * 1e3, r.seconds / total * 100, r.calls / runs))
+                }
             }
         }
     }

@@ -1,0 +1,42 @@
+//! Time per operator kind (`uniformer bench --profile`). Off unless a Profiler is attached to the
+//! ComputeContext; then each op adds its wall time to its kind. Ops run one after another (each op
+//! parallelises inside), so the kinds add up to the forward pass.
+
+import Dispatch
+import Foundation
+
+public final class Profiler: @unchecked Sendable {
+    private var totals: [String: (seconds: Double, calls: Int)] = [:]
+    private let lock = NSLock()
+
+    public init() {}
+
+    public func add(_ kind: String, _ seconds: Double) {
+        lock.lock(); defer { lock.unlock() }
+        let t = totals[kind] ?? (0, 0)
+        totals[kind] = (t.seconds + seconds, t.calls + 1)
+    }
+
+    public func reset() {
+        lock.lock(); defer { lock.unlock() }
+        totals = [:]
+    }
+
+    /// (kind, seconds, calls), slowest first.
+    public var report: [(kind: String, seconds: Double, calls: Int)] {
+        lock.lock(); defer { lock.unlock() }
+        return totals.map { ($0.key, $0.value.seconds, $0.value.calls) }.sorted { $0.seconds > $1.seconds }
+    }
+}
+
+extension ComputeContext {
+    /// Runs `body`, adding its wall time to `kind` when profiling.
+    @inline(__always)
+    public func timed<T>(_ kind: String, _ body: () -> T) -> T {
+        guard let profiler else { return body() }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = body()
+        profiler.add(kind, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        return r
+    }
+}

@@ -1,0 +1,108 @@
+// The `uniformer` tool end to end: outputs, exit status, one-line errors, no partial files.
+
+import Foundation
+import Testing
+import UniFormer
+import Weights
+
+/// The built tool sits next to the test bundle in the build folder.
+let uniformerBinary: URL = {
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("uniformer")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("uniformer")
+}()
+
+let packageRoot = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+struct ToolRun { let status: Int32; let stdout: String; let stderr: String }
+
+func runTool(_ args: [String]) throws -> ToolRun {
+    let p = Process()
+    p.executableURL = uniformerBinary
+    p.arguments = args
+    p.currentDirectoryURL = packageRoot
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out; p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return ToolRun(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+func scratchDirectory() throws -> URL {
+    let d = FileManager.default.temporaryDirectory.appendingPathComponent("uniformer-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true)
+    return d
+}
+
+@Suite struct CLI {
+    let model = ["--model", "tasks/demo/tiny-backbone.json", "--weights", "tasks/demo/tiny-backbone.safetensors", "--threads", "2"]
+
+    @Test func featuresWritesTheFourLevelsTheAPIComputes() throws {
+        let dir = try scratchDirectory()
+        let out = dir.appendingPathComponent("example.safetensors")
+        let r = try runTool(["features", "tasks/demo/example.png", "-o", out.path] + model)
+        #expect(r.status == 0, "\(r.stderr)")
+        let written = try StateDict(contentsOf: out)
+        let api = try FeatureExtractor(model: packageRoot.appendingPathComponent("tasks/demo/tiny-backbone.json").path,
+                                       weights: packageRoot.appendingPathComponent("tasks/demo/tiny-backbone.safetensors"))
+        let levels = try api.features(imageAt: packageRoot.appendingPathComponent("tasks/demo/example.png"))
+        #expect(written.keys.sorted() == ["stage1", "stage2", "stage3", "stage4"])
+        for (i, level) in levels.enumerated() {
+            let t = try written.tensors["stage\(i + 1)"]!.tensor()
+            #expect(t.shape == level.shape && t.shape[0] == 1)
+            #expect(t.data == level.data)
+        }
+        // 300×260 picture: strides 4…32 floor the sizes
+        #expect(levels.map { Array($0.shape[2...]) } == [[65, 75], [32, 37], [16, 18], [8, 9]])
+    }
+
+    @Test func directoryBatchSkipsNonImagesWithAWarning() throws {
+        let input = try scratchDirectory(), output = try scratchDirectory().appendingPathComponent("features")
+        let fm = FileManager.default
+        try fm.copyItem(at: packageRoot.appendingPathComponent("tasks/demo/example.png"), to: input.appendingPathComponent("a.png"))
+        try fm.copyItem(at: packageRoot.appendingPathComponent("tasks/demo/example.png"), to: input.appendingPathComponent("b.png"))
+        try Data("not an image".utf8).write(to: input.appendingPathComponent("notes.txt"))
+        let r = try runTool(["features", input.path, "-o", output.path] + model)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("skipping") && r.stderr.contains("notes.txt"))
+        #expect(try fm.contentsOfDirectory(atPath: output.path).sorted() == ["a.safetensors", "b.safetensors"])
+    }
+
+    @Test func errorsAreOneLineNamingTheFileAndLeaveNoOutput() throws {
+        let dir = try scratchDirectory()
+        let out = dir.appendingPathComponent("out.safetensors")
+        let damaged = dir.appendingPathComponent("damaged.png")
+        try Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13]).write(to: damaged)
+        let truncatedWeights = dir.appendingPathComponent("weights.pth")
+        let good = try Data(contentsOf: Fixtures.url("backbone", "global/weights.pth"))
+        try good.prefix(good.count / 2).write(to: truncatedWeights)
+        let cases: [([String], String)] = [
+            (["features", dir.appendingPathComponent("missing.png").path, "-o", out.path] + model, "missing.png"),
+            (["features", damaged.path, "-o", out.path] + model, "damaged.png"),
+            (["features", "tasks/demo/example.png", "-o", out.path, "--model", "tasks/demo/tiny-backbone.json",
+              "--weights", truncatedWeights.path], "weights.pth"),
+            (["features", "tasks/demo/example.png", "-o", out.path, "--model", "no-such-config",
+              "--weights", "tasks/demo/tiny-backbone.safetensors"], "no-such-config"),
+            (["features", "tasks/demo/example.png", "-o", out.path, "--attention", "local:3"] + model, "--attention"),
+        ]
+        for (args, name) in cases {
+            let r = try runTool(args)
+            #expect(r.status != 0, "\(args) succeeded")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && r.stderr.contains(name), "\(args): \(r.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out.path), "\(args) left \(out.path)")
+        }
+    }
+
+    @Test func infoDescribesCheckpointsAndConfigs() throws {
+        let w = try runTool(["info", "Tests/UniFormerTests/Fixtures/backbone/global/weights.pth"])
+        #expect(w.status == 0 && w.stdout.contains("pth-zip") && w.stdout.contains("backbone"), "\(w.stdout)\(w.stderr)")
+        let c = try runTool(["info", "uniformer-s-h14"])
+        #expect(c.status == 0 && c.stdout.contains("hybrid:14") && c.stdout.contains("[3, 4, 8, 3]"), "\(c.stdout)\(c.stderr)")
+    }
+}
