@@ -86,7 +86,7 @@ imshim_jpeg *imshim_jpeg_create(const uint8_t *data, size_t size) {
 }
 
 int imshim_jpeg_read_header(imshim_jpeg *ctx, uint32_t *width, uint32_t *height,
-                            int *components, int *color_space, int *progressive) {
+                            int *components, int *color_space, int *progressive, int *single_scan) {
     if (setjmp(ctx->jump))
         return 0;
     jpeg_mem_src(&ctx->cinfo, ctx->data, (unsigned long)ctx->size);
@@ -98,6 +98,8 @@ int imshim_jpeg_read_header(imshim_jpeg *ctx, uint32_t *width, uint32_t *height,
     *components = ctx->cinfo.num_components;
     *color_space = (int)ctx->cinfo.jpeg_color_space;
     *progressive = ctx->cinfo.progressive_mode ? 1 : 0;
+    // In a sequential file each component is in exactly one scan.
+    *single_scan = !ctx->cinfo.progressive_mode && ctx->cinfo.comps_in_scan == ctx->cinfo.num_components;
     return 1;
 }
 

@@ -13,7 +13,9 @@
 //! - Where OpenCV returns pixels for damaged JPEG data (it only warns: premature end of file,
 //!   bad Huffman codes, lost restart markers), we refuse with an error: DESIGN.md's bad-input rule
 //!   wins over reproducing garbage. Benign warnings (extraneous bytes before a marker, a missing
-//!   EOI after the last scan) are accepted as OpenCV accepts them.
+//!   EOI after the only scan) are accepted, with imread's pixels (cv2.imdecode, which mmcv's
+//!   imfrombytes uses, leaves the last MCU row of a file without EOI unwritten). A progressive
+//!   file that ends early is refused even between scans.
 
 import CImagingShim
 import Foundation
@@ -92,8 +94,8 @@ private func decodeJPEG(_ bytes: [UInt8], name: String, maxPixels: Int) throws -
             return .corrupt(path: name, format: "JPEG", reason: message)
         }
         var w: UInt32 = 0, h: UInt32 = 0
-        var components: Int32 = 0, colorSpace: Int32 = 0, progressive: Int32 = 0
-        guard imshim_jpeg_read_header(ctx, &w, &h, &components, &colorSpace, &progressive) == 1 else {
+        var components: Int32 = 0, colorSpace: Int32 = 0, progressive: Int32 = 0, singleScan: Int32 = 0
+        guard imshim_jpeg_read_header(ctx, &w, &h, &components, &colorSpace, &progressive, &singleScan) == 1 else {
             throw failure()
         }
         let (width, height) = (Int(w), Int(h))
@@ -131,10 +133,15 @@ private func decodeJPEG(_ bytes: [UInt8], name: String, maxPixels: Int) throws -
         }
         var warning = String(cString: imshim_jpeg_warning(ctx))
         if warning.hasPrefix("Corrupt JPEG data: ") { warning.removeFirst("Corrupt JPEG data: ".count) }
-        if scanWarnings & Int32(IMSHIM_JPEG_WARN_EOF) != 0 {
+        // The data ran out (libjpeg inserted an EOI). In a single-scan file without a "premature
+        // end of data segment" warning every coefficient was read and only the EOI marker is
+        // missing: OpenCV's pixels are complete, accept them. Otherwise scans or MCUs are lost
+        // (a progressive file cut between scans warns about nothing else).
+        let corrupt = scanWarnings & Int32(IMSHIM_JPEG_WARN_CORRUPT) != 0
+        if scanWarnings & Int32(IMSHIM_JPEG_WARN_EOF) != 0 && (singleScan == 0 || corrupt) {
             throw ImageError.truncated(path: name, format: "JPEG", reason: "the data ends before the last scanline")
         }
-        if scanWarnings & Int32(IMSHIM_JPEG_WARN_CORRUPT) != 0 {
+        if corrupt {
             throw ImageError.corrupt(path: name, format: "JPEG", reason: warning)
         }
         if let orientation { image = image.applyingOrientation(orientation) }

@@ -9,7 +9,10 @@ It writes small PNG/JPEG files covering the formats that cv2.imread(IMREAD_COLOR
 damaged files, and for each good file what OpenCV decodes (RGB order, raw bytes `<name>.rgb`).
 For resizes it stores cv2.resize(INTER_LINEAR) and PIL bicubic outputs, plus CRC32s of a larger
 sweep over synthetic images (the Swift test builds the same synthetic images from `synth`).
-manifest.json lists every case; the cv2/Pillow/numpy versions used are recorded in it.
+manifest.json lists every case; the cv2/Pillow/numpy versions used are recorded in it. The
+mmcv imnormalize / rescale_size and torchvision eval-transform references are transcribed here
+in numpy; when mmcv or torchvision can be imported they are checked against the real thing
+(recorded as "cross_checked": mmcv-lite 2.1.0 and torchvision 0.29.2 agreed bit for bit).
 
 The PNG files are written by a small encoder below (random per-row filters, Adam7 interlacing,
 every colour type and bit depth) so that decoding is exercised beyond what cv2/Pillow write.
@@ -228,13 +231,15 @@ def imread_rgb(name):
     return np.ascontiguousarray(img[..., ::-1])
 
 
-def add_decode(name, note):
+def add_decode(name, note, imdecode_agrees=True):
     rgb = imread_rgb(name)
     assert rgb is not None, name
-    # The same bytes through imdecode (the path decodeImage follows) must agree.
+    # The same bytes through imdecode (mmcv.imfrombytes, what mmdet/mmseg's LoadImageFromFile
+    # calls) agree with imread, except for a JPEG whose data ends without EOI: imdecode's source
+    # manager suspends there and leaves the last MCU row unwritten, imread's inserts an EOI.
     buf = np.frombuffer(open(path(name), "rb").read(), np.uint8)
     again = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    assert again is not None and np.array_equal(again[..., ::-1], rgb), name
+    assert (again is not None and np.array_equal(again[..., ::-1], rgb)) == imdecode_agrees, name
     ref = name.rsplit(".", 1)[0] + ".rgb"
     save_bytes(ref, rgb.tobytes())
     manifest["decode"].append({"file": name, "expected": ref, "width": int(rgb.shape[1]),
@@ -350,6 +355,14 @@ def make_jpegs():
     add_decode("jpeg_exif6_broken_entry.jpg", "an unreadable entry before the orientation stops EXIF parsing")
     save_bytes("jpeg_exif9.jpg", with_app1(plain, [b"Exif\x00\x00" + tiff_block(9)]))
     add_decode("jpeg_exif9.jpg", "orientation 9 (invalid) is ignored")
+    # Damage that loses no pixel: OpenCV decodes these (libjpeg only warns) and so do we.
+    base420 = open(path("jpeg_baseline420.jpg"), "rb").read()
+    assert base420.endswith(b"\xff\xd9")
+    save_bytes("jpeg_no_eoi.jpg", base420[:-2])
+    add_decode("jpeg_no_eoi.jpg", "baseline without its EOI marker (as imread; imdecode loses the last MCU row)",
+               imdecode_agrees=False)
+    save_bytes("jpeg_extraneous_bytes.jpg", base420[:-2] + b"\x00junk\x13" + base420[-2:])
+    add_decode("jpeg_extraneous_bytes.jpg", "bytes between the last scan and EOI (a warning only)")
     # Arithmetic coding and restart markers in a progressive file: only jpegtran writes these
     # (Debian libjpeg-turbo-progs); without it these cases are left out of the manifest.
     jpegtran = shutil.which("jpegtran")
@@ -398,10 +411,8 @@ def make_bad():
     bad("bad_jpeg_truncated.jpg", good_jpg[:len(good_jpg) // 2], "truncated")
     bad("bad_jpeg_garbage.jpg", b"\xff\xd8" + bytes(rng.integers(0, 256, 3000).astype(np.uint8)), "corrupt")
     sof = good_jpg.index(b"\xff\xc0")
-    b = bytearray(good_jpg[:sof + 2 + 2 + 1 + 4 + 100])
-    b[sof + 5:sof + 9] = struct.pack(">HH", 60000, 60000)
-    # Header claims 60000x60000; the file ends in the middle of its tables.
-    bad("bad_jpeg_huge.jpg", bytes(good_jpg[:sof]) + bytes(b[sof:sof + 9]) + good_jpg[sof + 9:], "too_large")
+    # SOF0 claims 60000x60000 (height, width at SOF + 5); the rest is the small file's data.
+    bad("bad_jpeg_huge.jpg", good_jpg[:sof + 5] + struct.pack(">HH", 60000, 60000) + good_jpg[sof + 9:], "too_large")
     dht = good_jpg.index(b"\xff\xc4")
     b = bytearray(good_jpg)
     b[dht + 5:dht + 21] = bytes([255] * 16)  # code counts that overflow the code space
@@ -413,6 +424,9 @@ def make_bad():
             b[i] ^= 0x55
     bad("bad_jpeg_corrupt_data.jpg", bytes(b), "corrupt")
     bad("bad_jpeg_soi_only.jpg", b"\xff\xd8", "truncated")
+    prog = open(path("jpeg_progressive.jpg"), "rb").read()
+    sos = [i for i in range(len(prog) - 1) if prog[i] == 0xFF and prog[i + 1] == 0xDA]
+    bad("bad_jpeg_progressive_cut_between_scans.jpg", prog[:sos[len(sos) // 2]], "truncated")
     bad("bad_empty.png", b"", "unknown")
     bad("bad_text.jpg", b"this is not an image\n", "unknown")
 
@@ -503,9 +517,44 @@ def torchvision_eval(rgb, crop):
     return ((t - mean) / std).astype(np.float32)
 
 
+def cross_check(bgr):
+    """When mmcv / torchvision are importable, the transcriptions above must equal them."""
+    checked = {}
+    try:
+        import mmcv
+    except Exception:
+        mmcv = None
+    if mmcv is not None:
+        for to_rgb, mean, std in [(True, [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
+                                  (False, [103.53, 116.28, 123.675], [1.0, 1.0, 1.0])]:
+            want = mmcv.imnormalize(bgr, np.array(mean), np.array(std), to_rgb)
+            assert np.array_equal(want, mmcv_imnormalize(bgr, mean, std, to_rgb))
+        for w, h in [(640, 480), (97, 71), (1000, 1), (800, 533)]:
+            factor = min(1333 / max(h, w), 800 / min(h, w))
+            assert mmcv.rescale_size((w, h), (1333, 800)) == (int(w * factor + 0.5), int(h * factor + 0.5))
+        checked["mmcv"] = mmcv.__version__
+    try:
+        import warnings
+        warnings.filterwarnings("ignore")
+        import torchvision
+        from torchvision import transforms as T
+    except Exception:
+        torchvision = None
+    if torchvision is not None:
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        for crop in (32, 224):
+            tf = T.Compose([T.Resize(int(crop / 0.875), interpolation=T.InterpolationMode.BICUBIC),
+                            T.CenterCrop(crop), T.ToTensor(),
+                            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+            assert np.array_equal(tf(Image.fromarray(rgb)).numpy(), torchvision_eval(rgb, crop))
+        checked["torchvision"] = torchvision.__version__
+    return checked
+
+
 def make_tensors():
     src = "jpeg_baseline420.jpg"
     bgr = cv2.imread(path(src), cv2.IMREAD_COLOR)
+    manifest["cross_checked"] = cross_check(bgr)
     for to_rgb, mean, std in [(True, [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]),
                               (False, [103.53, 116.28, 123.675], [1.0, 1.0, 1.0])]:
         out = mmcv_imnormalize(bgr, mean, std, to_rgb).transpose(2, 0, 1)
@@ -547,6 +596,7 @@ def main():
         json.dump(manifest, f, indent=1)
         f.write("\n")
     total = sum(os.path.getsize(path(n)) for n in os.listdir(OUT))
+    print(f"cross-checked against {manifest['cross_checked'] or 'nothing (mmcv, torchvision not importable)'}")
     print(f"cv2 {cv2.__version__}, Pillow {PIL.__version__}, numpy {np.__version__}: "
           f"{len(os.listdir(OUT))} files, {total / 1024:.0f} KiB in {OUT}")
     for b in manifest["bad"]:

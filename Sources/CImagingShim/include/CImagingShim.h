@@ -62,9 +62,11 @@ enum {
 
 /// A decompressor over `data[0..<size]` (not copied). NULL if out of memory.
 imshim_jpeg *imshim_jpeg_create(const uint8_t *data, size_t size);
-/// jpeg_read_header (saving APP1 segments). color_space is libjpeg's J_COLOR_SPACE of the file.
+/// jpeg_read_header (saving APP1 segments). color_space is libjpeg's J_COLOR_SPACE of the file;
+/// single_scan is 1 for a sequential file whose first scan holds every component (so it has
+/// exactly one scan).
 int imshim_jpeg_read_header(imshim_jpeg *ctx, uint32_t *width, uint32_t *height,
-                            int *components, int *color_space, int *progressive);
+                            int *components, int *color_space, int *progressive, int *single_scan);
 /// The first APP1 segment's payload (after its length field), valid until destroy; 0 if none.
 int imshim_jpeg_first_app1(imshim_jpeg *ctx, const uint8_t **data, size_t *length);
 /// Decodes every scanline with libjpeg's defaults (islow IDCT, fancy upsampling) into `out`
