@@ -24,7 +24,9 @@ import Foundation
 /// (a 16-bit RGBA PNG stored without compression stays below that).
 public func loadImage(contentsOf url: URL, maxPixels: Int = 100_000_000) throws -> RGBImage {
     let path = url.path
-    let bytes = try readFile(path, limit: maxPixels.multipliedReportingOverflow(by: 8).partialValue + 64 << 20)
+    let (scaled, overflow) = maxPixels.multipliedReportingOverflow(by: 8)
+    let limit = overflow || scaled > Int.max - (64 << 20) ? Int.max : scaled + (64 << 20)
+    let bytes = try readFile(path, limit: limit)
     return try decodeImage(bytes, name: path, maxPixels: maxPixels)
 }
 
@@ -169,7 +171,8 @@ private func checkSize(_ width: Int, _ height: Int, _ maxPixels: Int, _ name: St
     guard width > 0, height > 0 else {
         throw ImageError.corrupt(path: name, format: "image", reason: "header gives a size of \(width)x\(height)")
     }
-    if width.multipliedReportingOverflow(by: height).partialValue > maxPixels || width > maxPixels || height > maxPixels {
+    let (pixels, overflow) = width.multipliedReportingOverflow(by: height)
+    if overflow || pixels > maxPixels {
         throw ImageError.tooLarge(path: name, width: width, height: height, maxPixels: maxPixels)
     }
 }

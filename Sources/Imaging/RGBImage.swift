@@ -114,7 +114,8 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
         case .truncated(let p, let format, let reason): text = "\(p): truncated \(format) file: \(reason)"
         case .corrupt(let p, let format, let reason): text = "\(p): corrupt \(format) data: \(reason)"
         case .tooLarge(let p, let w, let h, let limit):
-            text = "\(p): image is \(w)x\(h) = \(w * h) pixels, more than the limit of \(limit)"
+            let (pixels, overflow) = w.multipliedReportingOverflow(by: h)
+            text = "\(p): image is \(w)x\(h)\(overflow ? "" : " = \(pixels) pixels"), more than the limit of \(limit)"
         case .unsupported(let p, let reason): text = "\(p): unsupported image: \(reason)"
         case .writeFailed(let p, let reason): text = "\(p): cannot write the file: \(reason)"
         case .invalidArgument(let p, let reason): text = "\(p): \(reason)"
