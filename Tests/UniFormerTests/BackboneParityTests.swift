@@ -60,6 +60,21 @@ func fixtureOverride(_ dir: URL) throws -> StageAttention? {
         }
     }
 
+    /// uniformer_base_ls (layer scale in SABlocks only) and a token-labeling classifier (layer scale
+    /// everywhere, logits + ½·max over tokens of aux_head): logits and top-5 on a random input.
+    @Test(arguments: ["classifier_ls", "classifier_tl"])
+    func classifierVariantsMatchReference(_ name: String) throws {
+        let dir = Fixtures.root.appendingPathComponent("backbone").appendingPathComponent(name)
+        let model = try Classifier(model: dir.appendingPathComponent("config.json").path,
+                                   weights: dir.appendingPathComponent("weights.pth"), threads: 2)
+        let io = try StateDict(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let want = try #require(io.tensors["logits"]).tensor()
+        let logits = model.logits(try #require(io.tensors["input"]).tensor())
+        let cmp = Comparison(Tensor(shape: want.shape, data: logits), want)
+        #expect(cmp.maxAbs <= 1e-4 * cmp.refStd, "\(name) logits: \(cmp)")
+        #expect(model.topK(logits, 5).map(\.index) == (try #require(io.tensors["top5"]).tensor().data.map { Int($0) }))
+    }
+
     @Test func classifierTop5MatchesReference() throws {
         let dir = Fixtures.root.appendingPathComponent("backbone").appendingPathComponent("classifier")
         let model = try Classifier(model: dir.appendingPathComponent("config.json").path,

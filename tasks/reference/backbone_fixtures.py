@@ -64,6 +64,12 @@ CASES = [
     dict(name="fp16", model={}, size=(64, 96), fmt="mmcv", half=True),
     dict(name="classifier", model={"num_classes": 20, "layers": [1, 1, 2, 1]}, picture=(300, 260),
          fmt="model"),
+    # uniformer_base_ls (image_classification/models/uniformer.py): layer scale in SABlocks only
+    dict(name="classifier_ls", model={"num_classes": 12, "layers": [1, 1, 2, 1], "layer_scale": "attention"},
+         size=(64, 80), fmt="model"),
+    # token labeling (tlt/models/uniformer.py): layer scale everywhere, aux_head added at eval
+    dict(name="classifier_tl", model={"num_classes": 12, "layers": [1, 1, 2, 1], "layer_scale": True,
+                                      "return_dense": True}, size=(64, 80), fmt="model"),
 ]
 
 

@@ -101,10 +101,19 @@ def upstream_model(mods: dict, cfg: dict) -> tuple[nn.Module, str]:
                   qkv_bias=cfg["qkv_bias"], qk_scale=cfg["qk_scale"])
     with contextlib.redirect_stdout(io.StringIO()):  # upstream prints from __init__
         if cfg.get("num_classes", 0) > 0:
-            if cfg.get("layer_scale"):
-                raise NotImplementedError("no layer-scale classifier case")
-            return mods["cls"].UniFormer(depth=cfg["layers"], num_classes=cfg["num_classes"],
-                                         conv_stem=cfg["conv_stem"], **common), "logits"
+            ls = cfg.get("layer_scale", False)
+            if ls is True or cfg.get("return_dense"):  # token-labeling file: gammas everywhere, aux_head
+                mods["tlt"].layer_scale = ls is True
+                m = mods["tlt"].UniFormer(depth=cfg["layers"], num_classes=cfg["num_classes"],
+                                          conv_stem=cfg["conv_stem"], return_dense=bool(cfg.get("return_dense")),
+                                          **common)
+                mods["tlt"].layer_scale = False
+                return m, "logits"
+            mods["cls"].layer_scale = ls == "attention"  # uniformer_base_ls: gammas in SABlocks only
+            m = mods["cls"].UniFormer(depth=cfg["layers"], num_classes=cfg["num_classes"],
+                                      conv_stem=cfg["conv_stem"], **common)
+            mods["cls"].layer_scale = False
+            return m, "logits"
         if cfg.get("conv_stem") or cfg.get("layer_scale"):
             if cfg.get("windows") or cfg.get("hybrid"):
                 raise NotImplementedError("upstream has no windowed conv_stem/layer_scale backbone")
@@ -123,6 +132,14 @@ def upstream_model(mods: dict, cfg: dict) -> tuple[nn.Module, str]:
 
 def run(model: nn.Module, how: str, x: torch.Tensor) -> dict:
     if how == "logits":
+        # upstream's classification PatchEmbed asserts its construction-time img_size (224); tell
+        # each stem the size it will really see, so non-224 fixtures run through unchanged code.
+        h, w = x.shape[2:]
+        for i, p in enumerate((4, 2, 2, 2)):
+            embed = getattr(model, f"patch_embed{i + 1}")
+            if hasattr(embed, "img_size"):
+                embed.img_size = (h, w)
+            h, w = h // p, w // p
         return {"logits": model(x)}
     if how == "dense":
         return {f"stage{i + 1}": t for i, t in enumerate(model(x))}
@@ -167,7 +184,8 @@ def main() -> int:
             if "top5" in io_t:
                 same = got["logits"][0].topk(5).indices.float().equal(io_t["top5"])
                 worst = worst if same else float("inf")
-            src = {"dense": FILES["dense"], "stages": FILES["tlt"], "logits": FILES["cls"]}[how]
+            src = {"dense": FILES["dense"], "stages": FILES["tlt"],
+                   "logits": FILES["tlt"] if cfg.get("return_dense") or cfg.get("layer_scale") is True else FILES["cls"]}[how]
             failures += not report(f"fixture {name}", worst,
                                    f"strict load into {src}"
                                    + (f", override {case['override']}" if case.get("override") else ""))

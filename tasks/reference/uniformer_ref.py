@@ -282,10 +282,15 @@ class UniFormer(nn.Module):
             self.patch_embed4 = PatchEmbed(dims[2], dims[3], 2)
 
         def sa(dim, nh, ws):
-            return SABlock(dim, nh, mlp_ratio, qkv_bias, qk_scale, layer_scale, ws)
+            return SABlock(dim, nh, mlp_ratio, qkv_bias, qk_scale, bool(layer_scale), ws)
 
-        self.blocks1 = nn.ModuleList(CBlock(dims[0], mlp_ratio, layer_scale) for _ in range(layers[0]))
-        self.blocks2 = nn.ModuleList(CBlock(dims[1], mlp_ratio, layer_scale) for _ in range(layers[1]))
+        # layer_scale True: every block (token-labeling file, UniFormer-L); "attention": SABlocks only
+        # (image_classification/models/uniformer.py, uniformer_base_ls).
+        if layer_scale not in (False, True, "attention"):
+            raise ValueError(f"UniFormer: layer_scale must be true, false or 'attention', got {layer_scale!r}")
+        conv_ls = layer_scale is True
+        self.blocks1 = nn.ModuleList(CBlock(dims[0], mlp_ratio, conv_ls) for _ in range(layers[0]))
+        self.blocks2 = nn.ModuleList(CBlock(dims[1], mlp_ratio, conv_ls) for _ in range(layers[1]))
         self.blocks3 = nn.ModuleList(
             sa(dims[2], heads[2], ws) for ws in stage3_windows(layers[2], windows, hybrid, window_size))
         self.blocks4 = nn.ModuleList(sa(dims[3], heads[3], None) for _ in range(layers[3]))
