@@ -39,15 +39,20 @@ let package = Package(
         // The UniFormer backbone (every upstream variant) and the ImageNet classifier.
         .target(name: "Backbone", dependencies: ["TensorCore", "Weights", "ModelConfig"],
                 swiftSettings: optimise),
-        // The public API: load a model by config + weights, extract features, classify.
-        .target(name: "UniFormer", dependencies: ["TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone"],
+        // mmcv ConvModule and the FPN neck, shared by segmentation and detection.
+        .target(name: "Necks", dependencies: ["TensorCore", "Weights", "ModelConfig"], swiftSettings: optimise),
+        // UPerNet and Semantic FPN heads, mmseg's EncoderDecoder (whole and slide inference).
+        .target(name: "Segmentation", dependencies: ["TensorCore", "Weights", "ModelConfig", "Backbone", "Necks"],
+                swiftSettings: optimise),
+        // The public API: load a model by config + weights, extract features, classify, segment.
+        .target(name: "UniFormer", dependencies: ["TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation"],
                 swiftSettings: optimise),
         .executableTarget(name: "UniFormerCLI", dependencies: [
             "UniFormer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
         .testTarget(name: "UniFormerTests",
-                    dependencies: ["UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone"],
+                    dependencies: ["UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Necks", "Segmentation"],
                     exclude: ["Fixtures"]),
     ]
 )

@@ -89,10 +89,15 @@ public struct UniFormerBackbone: Sendable {
     /// The four pyramid levels, NCHW [1, C_i, H/2^(i+2), W/2^(i+2)] (floored), after norm1…norm4.
     /// `attention` overrides the stage-3 mode of the config (as upstream's w32/h32 test configs do).
     public func features(_ input: Tensor, attention: StageAttention? = nil, _ ctx: ComputeContext) -> [Tensor] {
+        featureMaps(input, attention: attention, ctx).map(hwcToNCHW)
+    }
+
+    /// The same four levels channels-last, [H_i, W_i, C_i], as the necks and heads consume them.
+    public func featureMaps(_ input: Tensor, attention: StageAttention? = nil, _ ctx: ComputeContext) -> [Tensor] {
         precondition(head == nil, "features: this is a classifier (num_classes \(config.numClasses)); it has no norm1…norm4")
         var out: [Tensor] = []
         run(input, attention: attention, ctx) { s, x in
-            out.append(hwcToNCHW(outNorms[s](x, ctx)))
+            out.append(outNorms[s](x, ctx))
         }
         return out
     }

@@ -62,44 +62,52 @@ public struct Conv2d: Sendable {
     private func convolve(_ x: Tensor, _ h: Int, _ w: Int, _ c: Int, _ ho: Int, _ wo: Int, _ ctx: ComputeContext) -> Tensor {
         let k = kernel, s = stride, pad = padding
         let cols = k * k * c
-        let n = ho * wo
-        var col = [Float](unsafeUninitializedCapacity: n * cols) { buf, done in
-            let dst = SharedPointer(buf.baseAddress!)
+        // im2col a band of output rows at a time, so the column buffer stays near 16 MB however
+        // large the map (a 3×3 conv over 2048 channels at 128×128 would otherwise need 1.2 GB).
+        let band = max(1, min(ho, (4 << 20) / max(1, wo * cols)))
+        var col = [Float](unsafeUninitializedCapacity: band * wo * cols) { _, done in done = band * wo * cols }
+        let b = bias, oc = outChannels
+        return Tensor(uninitialized: [ho, wo, outChannels]) { out in
+            let dstOut = out.baseAddress!
             x.data.withUnsafeBufferPointer { xp in
                 let src = SharedConstPointer(xp.baseAddress!)
-                parallelFor(ho, ctx) { rows in
-                    for oy in rows {
-                        for ox in 0..<wo {
-                            var d = dst.base + (oy * wo + ox) * cols
-                            for ky in 0..<k {
-                                let iy = oy * s + ky - pad
-                                let ix0 = ox * s - pad
-                                if iy < 0 || iy >= h {
-                                    d.initialize(repeating: 0, count: k * c); d += k * c; continue
-                                }
-                                if ix0 >= 0 && ix0 + k <= w {
-                                    d.update(from: src.base + (iy * w + ix0) * c, count: k * c); d += k * c; continue
-                                }
-                                for kx in 0..<k {
-                                    let ix = ix0 + kx
-                                    if ix < 0 || ix >= w { d.initialize(repeating: 0, count: c) }
-                                    else { d.update(from: src.base + (iy * w + ix) * c, count: c) }
-                                    d += c
+                col.withUnsafeMutableBufferPointer { cp in
+                    let dst = SharedPointer(cp.baseAddress!)
+                    var y0 = 0
+                    while y0 < ho {
+                        let rows = min(band, ho - y0), first = y0
+                        // im2col: row (oy, ox) = [ky][kx][c] of the input window, zeros outside the image.
+                        parallelFor(rows, ctx) { range in
+                            for r in range {
+                                let oy = first + r
+                                for ox in 0..<wo {
+                                    var d = dst.base + (r * wo + ox) * cols
+                                    for ky in 0..<k {
+                                        let iy = oy * s + ky - pad
+                                        let ix0 = ox * s - pad
+                                        if iy < 0 || iy >= h {
+                                            d.initialize(repeating: 0, count: k * c); d += k * c; continue
+                                        }
+                                        if ix0 >= 0 && ix0 + k <= w {
+                                            d.update(from: src.base + (iy * w + ix0) * c, count: k * c); d += k * c; continue
+                                        }
+                                        for kx in 0..<k {
+                                            let ix = ix0 + kx
+                                            if ix < 0 || ix >= w { d.initialize(repeating: 0, count: c) }
+                                            else { d.update(from: src.base + (iy * w + ix) * c, count: c) }
+                                            d += c
+                                        }
+                                    }
                                 }
                             }
                         }
-                    }
-                }
-            }
-            done = n * cols
-        }
-        _ = col.count
-        let b = bias
-        return Tensor(uninitialized: [ho, wo, outChannels]) { out in
-            col.withUnsafeMutableBufferPointer { cp in
-                packed.withUnsafeBufferPointer { wp in
-                    gemmRows(m: n, n: outChannels, k: cols, a: cp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!, ctx) { c, rows in
-                        if let b { addRowBias(c, rows: rows, bias: b) }
+                        packed.withUnsafeBufferPointer { wp in
+                            gemmRows(m: rows * wo, n: oc, k: cols, a: cp.baseAddress!, b: wp.baseAddress!,
+                                     c: dstOut + y0 * wo * oc, ctx) { c, n in
+                                if let b { addRowBias(c, rows: n, bias: b) }
+                            }
+                        }
+                        y0 += rows
                     }
                 }
             }

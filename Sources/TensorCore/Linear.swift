@@ -79,6 +79,13 @@ public struct Linear: Sendable {
         return Linear(weight: Tensor(shape: weight.shape, data: w), bias: b)
     }
 
+    /// The same layer with `extra` added to its bias (a per-output-channel shift that follows it).
+    public func addingBias(_ extra: [Float]) -> Linear {
+        precondition(extra.count == outFeatures, "bias: \(extra.count) vs out \(outFeatures)")
+        let b = bias ?? [Float](repeating: 0, count: outFeatures)
+        return Linear(weight: weight, bias: zip(b, extra).map { $0 + $1 })
+    }
+
     /// Folds a per-output-channel scale that follows this layer (layer scale γ·(Wx + b)).
     public func scalingOutputs(by gamma: [Float]) -> Linear {
         let o = outFeatures, i = inFeatures

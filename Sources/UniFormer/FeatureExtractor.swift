@@ -70,13 +70,19 @@ public final class FeatureExtractor: Sendable {
     }
 }
 
-/// mmdet/mmseg test pipeline: resize (keep ratio, mmcv rounding; or exact scale), normalise, pad.
+/// mmdet/mmseg test pipeline: resize (keep ratio, mmcv rounding; or exact scale), align-resize
+/// (Semantic FPN), normalise, pad.
 public func prepareInput(_ image: RGBImage, _ data: DataConfig) -> Tensor {
     var img = image
     if let scale = data.scale {
         let (w, h) = data.keepRatio ? rescaledSize(width: image.width, height: image.height, scale: scale)
                                     : (scale.0, scale.1)
-        if w != image.width || h != image.height { img = image.resizedBilinear(width: w, height: h) }
+        if w != image.width || h != image.height { img = img.resizedBilinear(width: w, height: h) }
+    }
+    if let d = data.alignDivisor {
+        // align_resize.py _align: int(np.ceil(side / d)) * d, mmcv.imresize (bilinear)
+        let w = (img.width + d - 1) / d * d, h = (img.height + d - 1) / d * d
+        if w != img.width || h != img.height { img = img.resizedBilinear(width: w, height: h) }
     }
     let t = normalize(img, mean: data.mean, std: data.std, toRGB: data.toRGB)
     if let d = data.sizeDivisor { return padToMultiple(t, divisor: d) }

@@ -11,9 +11,10 @@ public struct ModelFile: Sendable {
     public let model: ConfigNode
     public let data: DataConfig
     public let classes: [String]?
+    public let palette: [[UInt8]]?
 
     /// The kind of model, from `model.type`.
-    public enum Kind: Sendable { case backbone }
+    public enum Kind: Sendable { case backbone, segmentation }
     public let kind: Kind
 
     public init(contentsOf url: URL) throws {
@@ -25,9 +26,19 @@ public struct ModelFile: Sendable {
         model = try root.child("model")
         data = try root.optionalChild("data").map(DataConfig.init) ?? .imagenetPixels
         classes = root.has("classes") ? try root.strings("classes") : nil
+        if root.has("palette") {
+            palette = try root.array("palette").enumerated().map { i, v in
+                let c = try ConfigNode(.object([("rgb", v)]), path: "palette[\(i)]", file: url.path).ints("rgb")
+                guard c.count == 3, c.allSatisfy({ (0...255).contains($0) }) else {
+                    throw ConfigError.invalid(file: url.path, field: "palette[\(i)]", reason: "needs three values in 0...255")
+                }
+                return c.map { UInt8($0) }
+            }
+        } else { palette = nil }
         let type = try model.string("type")
         switch type {
         case "UniFormer": kind = .backbone
+        case "EncoderDecoder": kind = .segmentation
         default: throw ConfigError.unknownType(file: url.path, field: "model.type", type: type)
         }
     }
@@ -36,6 +47,7 @@ public struct ModelFile: Sendable {
     public func backboneConfig() throws -> UniFormerConfig {
         switch kind {
         case .backbone: return try UniFormerConfig(model)
+        case .segmentation: return try UniFormerConfig(model.child("backbone"))
         }
     }
 
