@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "UniFormer", dependencies: ["TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation"],
                 swiftSettings: optimise),
         .executableTarget(name: "UniFormerCLI", dependencies: [
-            "UniFormer",
+            "UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
         .testTarget(name: "UniFormerTests",

@@ -5,6 +5,7 @@ import ArgumentParser
 import Backbone
 import Foundation
 import TensorCore
+import Segmentation
 import UniFormer
 import Weights
 
@@ -51,19 +52,26 @@ struct Bench: ParsableCommand {
             let config = try file.backboneConfig()
             var ctx = ComputeContext(threads: threads)
             let profiler = Profiler()
-            let scope: WeightScope
-            if let weights {
-                let dict = try StateDict(contentsOf: URL(fileURLWithPath: weights))
-                scope = dict.keys.contains { $0.hasPrefix("backbone.") } ? WeightScope(dict).child("backbone") : WeightScope(dict)
-            } else {
-                scope = WeightScope.random(seed: 0)
-            }
-            let net = try UniFormerBackbone(config: config, weights: scope)
+            let root: WeightScope = try weights.map { WeightScope(try StateDict(contentsOf: URL(fileURLWithPath: $0))) }
+                ?? WeightScope.random(seed: 0)
             var rng = SplitMix(seed: 1)
             let input = Tensor(shape: [1, 3, h, w], data: (0..<(3 * h * w)).map { _ in rng.nextFloat() * 2 - 1 })
-            func once() {
-                if config.numClasses > 0 { _ = net.classify(input, attention: mode, ctx) }
-                else { _ = net.features(input, attention: mode, ctx) }
+            let net: UniFormerBackbone
+            let once: () -> Void
+            switch file.kind {
+            case .backbone:
+                let scope = root.dict.keys.contains { $0.hasPrefix("backbone.") } ? root.child("backbone") : root
+                let b = try UniFormerBackbone(config: config, weights: scope)
+                net = b
+                once = {
+                    if config.numClasses > 0 { _ = b.classify(input, attention: mode, ctx) }
+                    else { _ = b.features(input, attention: mode, ctx) }
+                }
+            case .segmentation:
+                // the network as `segment` runs it on an already resized input: whole or slide inference
+                let seg = try Segmentor(config: try SegmentorConfig(file.model), weights: root)
+                net = seg.backbone
+                once = { _ = seg.inference(input, attention: mode, ctx) }
             }
             for _ in 0..<warmup { once() }
             if profile { ctx.profiler = profiler }
@@ -75,7 +83,7 @@ struct Bench: ParsableCommand {
             }
             times.sort()
             let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
-            let gflop = net.flops(height: h, width: w, attention: mode) / 1e9
+            let gflop = net.flops(height: h, width: w, attention: mode) / 1e9   // backbone only
             let rss = peakRSSMegabytes()
             if json {
                 print(String(format: "{\"median_ms\": %.3f, \"min_ms\": %.3f, \"max_ms\": %.3f, \"gflops\": %.2f, \"gflop\": %.3f, \"peak_rss_mb\": %.1f}",
@@ -83,7 +91,8 @@ struct Bench: ParsableCommand {
             } else {
                 print("model:   \(file.url.lastPathComponent) \(w)×\(h), stage 3 \(mode ?? config.attention), \(ctx.threads) threads")
                 print(String(format: "time:    median %.1f ms (min %.1f, max %.1f) over %d runs", median, times.first!, times.last!, runs))
-                print(String(format: "compute: %.2f GFLOP → %.1f GFLOPS", gflop, gflop / (median / 1e3)))
+                print(String(format: "compute: %.2f GFLOP in the backbone → %.1f GFLOPS", gflop, gflop / (median / 1e3))
+                      + (file.kind == .backbone ? "" : " (heads not counted)"))
                 print(String(format: "memory:  peak RSS %.0f MB", rss))
             }
             if profile {

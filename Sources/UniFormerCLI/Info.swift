@@ -4,6 +4,7 @@ import ArgumentParser
 import Backbone
 import Foundation
 import ModelConfig
+import Segmentation
 import UniFormer
 import Weights
 
@@ -61,8 +62,24 @@ struct Info: ParsableCommand {
               + (b.convStem ? " conv_stem" : "") + (b.layerScale != .none ? " layer_scale(\(b.layerScale.rawValue))" : "") + (b.returnDense ? " return_dense" : ""))
         print("stage 3:    \(b.attention)")
         if b.numClasses > 0 { print("classifier: \(b.numClasses) classes") }
+        if m.kind == .segmentation {
+            let s = try SegmentorConfig(m.model)
+            switch s.head {
+            case let .uper(inChannels, _, poolScales, channels):
+                print("head:       UPerHead in_channels \(inChannels) pool_scales \(poolScales) channels \(channels)")
+            case let .fpn(inChannels, _, strides, channels):
+                print("neck:       FPN out_channels \(s.neck?.outChannels ?? 0) num_outs \(s.neck?.numOuts ?? 0)")
+                print("head:       FPNHead in_channels \(inChannels) feature_strides \(strides) channels \(channels)")
+            }
+            print("classes:    \(s.numClasses) (decode_head.num_classes)")
+            switch s.mode {
+            case .whole: print("test mode:  whole")
+            case let .slide(c, st): print("test mode:  slide crop \(c.h)×\(c.w) stride \(st.h)×\(st.w)")
+            }
+        }
         let d = m.data
-        print("data:       mean \(d.mean) std \(d.std) to_rgb \(d.toRGB) scale \(d.scale.map { "\($0.0)×\($0.1)" } ?? "none") size_divisor \(d.sizeDivisor.map(String.init) ?? "none")")
+        print("data:       mean \(d.mean) std \(d.std) to_rgb \(d.toRGB) scale \(d.scale.map { "\($0.0)×\($0.1)" } ?? "none") size_divisor \(d.sizeDivisor.map(String.init) ?? "none")"
+              + (d.alignDivisor.map { " align_divisor \($0)" } ?? ""))
         if let c = m.classes { print("classes:    \(c.count)") }
     }
 }

@@ -3,6 +3,7 @@
 import Backbone
 import Foundation
 import ModelConfig
+import Segmentation
 import Testing
 import UniFormer
 
@@ -46,6 +47,20 @@ func configError(_ text: String) -> String? {
         }
     }
 
+    @Test func segmentationHeadChannelsAreChecked() throws {
+        // decode_head.in_channels must agree with the backbone (or neck) widths, before any weight is read
+        let text = #"""
+            {"type": "EncoderDecoder", "backbone": {"type": "UniFormer", "embed_dim": [16, 32, 48, 64], "head_dim": 16},
+             "decode_head": {"type": "UPerHead", "in_channels": [16, 32, 48, 96], "channels": 8, "num_classes": 3}}
+            """#
+        do {
+            _ = try SegmentorConfig(ConfigNode(try JSON.parse(text, file: "seg.json"), path: "model", file: "seg.json"))
+            Issue.record("accepted mismatched in_channels")
+        } catch {
+            #expect("\(error)" == "seg.json: field 'model.decode_head.in_channels': entry 3 is 96 but level 3 has 64 channels")
+        }
+    }
+
     @Test func attentionOverrideSyntax() {
         #expect(StageAttention("global") == .global)
         #expect(StageAttention("window:32") == .windows(32))
@@ -57,11 +72,18 @@ func configError(_ text: String) -> String? {
         let dir = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("configs")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }
-        #expect(names.count >= 12)
+        #expect(names.count >= 28)
         for n in names {
             let m = try ModelFile(contentsOf: dir.appendingPathComponent(n))
             let b = try m.backboneConfig()
             if b.numClasses > 0 { #expect(m.classes?.count == b.numClasses, "\(n)") }
+            if m.kind == .segmentation {
+                let s = try SegmentorConfig(m.model)
+                #expect(m.classes?.count == s.numClasses && (m.palette?.count ?? 0) >= s.numClasses, "\(n)")
+                #expect(m.data.scale?.0 == 2048 && m.data.scale?.1 == 512 && m.data.sizeDivisor == nil, "\(n)")
+                if case .fpn = s.head { #expect(m.data.alignDivisor == 32 && s.neck != nil, "\(n)") }
+                else { #expect(m.data.alignDivisor == nil && s.neck == nil, "\(n)") }
+            }
         }
     }
 }
