@@ -18,7 +18,8 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         try reporting {
-            let inputs = try expandImages(images)
+            let batch = try expandImages(images)
+            let inputs = batch.urls
             let model = try Classifier(model: options.model, weights: URL(fileURLWithPath: options.weights), threads: options.threads)
             for input in inputs {
                 let image = try loadImage(contentsOf: input)

@@ -24,9 +24,10 @@ struct Features: ParsableCommand {
     func run() throws {
         try reporting {
             let mode = try parseAttention(attention)
-            let inputs = try expandImages(images)
+            let batch = try expandImages(images)
+            let inputs = batch.urls
             let model = try FeatureExtractor(model: options.model, weights: URL(fileURLWithPath: options.weights), threads: options.threads)
-            let outputs = try outputPaths(for: inputs, output: output, ext: "safetensors")
+            let outputs = try outputPaths(for: batch, output: output, ext: "safetensors")
             for (i, (input, out)) in zip(inputs, outputs).enumerated() {
                 if inputs.count > 1 { progress("[\(i + 1)/\(inputs.count)] \(input.path)") }
                 let levels = try model.features(imageAt: input, attention: mode)

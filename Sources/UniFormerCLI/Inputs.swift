@@ -8,14 +8,23 @@ struct InputError: Error, CustomStringConvertible {
 
 let imageExtensions: Set<String> = ["png", "jpg", "jpeg", "jpe"]
 
+/// The images to process, and whether this is a batch (several arguments or a directory), in which
+/// case `-o` names a directory even if it ends up holding one file.
+struct ImageInputs {
+    let urls: [URL]
+    let isBatch: Bool
+}
+
 /// Files as given; a directory contributes its image files (sorted), others skipped with a warning.
-func expandImages(_ args: [String]) throws -> [URL] {
+func expandImages(_ args: [String]) throws -> ImageInputs {
     var out: [URL] = []
+    var sawDirectory = false
     let fm = FileManager.default
     for a in args {
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: a, isDirectory: &isDir) else { throw InputError(description: "\(a): no such file or directory") }
         if isDir.boolValue {
+            sawDirectory = true
             let names = try fm.contentsOfDirectory(atPath: a).sorted()
             for n in names where !n.hasPrefix(".") {
                 let u = URL(fileURLWithPath: a).appendingPathComponent(n)
@@ -27,13 +36,14 @@ func expandImages(_ args: [String]) throws -> [URL] {
         }
     }
     guard !out.isEmpty else { throw InputError(description: "\(args.joined(separator: " ")): no images") }
-    return out
+    return ImageInputs(urls: out, isBatch: sawDirectory || args.count > 1)
 }
 
-/// One input: `output` is the file. Several: `output` is a directory (created), and each output is
-/// named after its input (`street.jpg` → `street.<ext>`).
-func outputPaths(for inputs: [URL], output: String, ext: String) throws -> [URL] {
-    if inputs.count == 1 {
+/// One input: `output` is the file (or an existing directory to put it in). A batch: `output` is a
+/// directory (created), and each output is named after its input (`street.jpg` → `street.<ext>`).
+func outputPaths(for batch: ImageInputs, output: String, ext: String) throws -> [URL] {
+    let inputs = batch.urls
+    if !batch.isBatch {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: output, isDirectory: &isDir), isDir.boolValue {
             return [URL(fileURLWithPath: output).appendingPathComponent(inputs[0].deletingPathExtension().lastPathComponent + "." + ext)]

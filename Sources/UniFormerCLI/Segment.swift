@@ -31,13 +31,14 @@ struct Segment: ParsableCommand {
     func run() throws {
         try reporting {
             let mode = try parseAttention(attention)
-            let inputs = try expandImages(images)
-            let masks = try outputPaths(for: inputs, output: output ?? FileManager.default.currentDirectoryPath, ext: "png")
+            let batch = try expandImages(images)
+            let inputs = batch.urls
+            let masks = try outputPaths(for: batch, output: output ?? FileManager.default.currentDirectoryPath, ext: "png")
             for (input, mask) in zip(inputs, masks) where input.standardizedFileURL == mask.standardizedFileURL {
                 throw InputError(description: "\(mask.path): the mask would overwrite its input; pass -o")
             }
-            let overlays = try overlay.map { try outputPaths(for: inputs, output: $0, ext: "png") }
-            let logitFiles = try logits.map { try outputPaths(for: inputs, output: $0, ext: "safetensors") }
+            let overlays = try overlay.map { try outputPaths(for: batch, output: $0, ext: "png") }
+            let logitFiles = try logits.map { try outputPaths(for: batch, output: $0, ext: "safetensors") }
             let model = try Segmenter(model: options.model, weights: URL(fileURLWithPath: options.weights), threads: options.threads)
             var failed = 0
             for (i, input) in inputs.enumerated() {

@@ -1,6 +1,7 @@
 // The `uniformer` tool end to end: outputs, exit status, one-line errors, no partial files.
 
 import Foundation
+import Imaging
 import Testing
 import UniFormer
 import Weights
@@ -104,5 +105,53 @@ func scratchDirectory() throws -> URL {
         #expect(w.status == 0 && w.stdout.contains("pth-zip") && w.stdout.contains("backbone"), "\(w.stdout)\(w.stderr)")
         let c = try runTool(["info", "uniformer-s-h14"])
         #expect(c.status == 0 && c.stdout.contains("hybrid:14") && c.stdout.contains("[3, 4, 8, 3]"), "\(c.stdout)\(c.stderr)")
+    }
+}
+
+@Suite struct SegmentCLI {
+    let dir = Fixtures.root.appendingPathComponent("segmentation/upernet_global")
+    var model: [String] { ["--model", dir.appendingPathComponent("config.json").path,
+                           "--weights", dir.appendingPathComponent("weights.pth").path, "--threads", "2"] }
+
+    @Test func writesThePaletteMaskOverlayAndLogits() throws {
+        let out = try scratchDirectory()
+        let mask = out.appendingPathComponent("mask.png"), overlay = out.appendingPathComponent("overlay.png")
+        let logits = out.appendingPathComponent("logits.safetensors")
+        let r = try runTool(["segment", dir.appendingPathComponent("image.png").path, "-o", mask.path,
+                             "--overlay", overlay.path, "--logits", logits.path] + model)
+        #expect(r.status == 0, "\(r.stderr)")
+        // the mask is a palette PNG: decoded as imread does it gives the palette colour of each label
+        let api = try Segmenter(model: dir.appendingPathComponent("config.json").path, weights: dir.appendingPathComponent("weights.pth"))
+        let result = try api.segment(imageAt: dir.appendingPathComponent("image.png"))
+        let decoded = try loadImage(contentsOf: mask)
+        #expect(decoded.width == result.width && decoded.height == result.height)
+        let colours = result.labels.flatMap { api.palette[Int($0)] }
+        #expect(decoded.pixels == colours)
+        #expect(try loadImage(contentsOf: overlay).width == result.width)
+        let saved = try StateDict(contentsOf: logits)
+        #expect(try saved.tensors["logits"]!.tensor().shape == [1, 7, result.height, result.width])
+    }
+
+    @Test func batchSkipsNonImagesAndNamesOutputsAfterInputs() throws {
+        let input = try scratchDirectory(), output = try scratchDirectory().appendingPathComponent("masks")
+        try FileManager.default.copyItem(at: dir.appendingPathComponent("image.png"), to: input.appendingPathComponent("street.png"))
+        try Data("#!/bin/sh\n".utf8).write(to: input.appendingPathComponent("run.sh"))
+        let r = try runTool(["segment", input.path, "-o", output.path] + model)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("skipping") && r.stderr.contains("run.sh"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: output.path) == ["street.png"])
+    }
+
+    @Test func headChannelsThatDisagreeWithTheWeightsNameTheKey() throws {
+        // the fixture's config with UPerHead channels 32 → 48: the checkpoint's tensors no longer fit
+        let text = try String(contentsOf: dir.appendingPathComponent("config.json"), encoding: .utf8)
+            .replacingOccurrences(of: "\"channels\": 32", with: "\"channels\": 48")
+        let cfg = try scratchDirectory().appendingPathComponent("wrong.json")
+        try text.write(to: cfg, atomically: true, encoding: .utf8)
+        let r = try runTool(["segment", dir.appendingPathComponent("image.png").path, "-o", "/tmp/never.png",
+                             "--model", cfg.path, "--weights", dir.appendingPathComponent("weights.pth").path])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("decode_head.") && r.stderr.contains("[48,") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/never.png"))
     }
 }
