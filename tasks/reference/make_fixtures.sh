@@ -3,8 +3,10 @@
 #
 #   bash tasks/reference/make_fixtures.sh            # from anywhere in the checkout
 #   SKIP_CHECK=1 bash tasks/reference/make_fixtures.sh   # without the upstream cross-check
+#   SKIP_MMSEG=1 bash tasks/reference/make_fixtures.sh   # without the mmseg (segmentation) fixtures
 #
-# Needs the Python packages in tasks/reference/requirements.txt (pip install -r ...).
+# Needs the Python packages in tasks/reference/requirements.txt (pip install -r ...); the
+# segmentation fixtures make their own venv (tasks/reference/mmseg_env.sh) on top of those.
 # The generators are seeded: a rerun with the same package versions gives the same bytes.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +26,19 @@ done
 
 # backbone parity fixtures (uniformer_ref.py on tiny random models)
 run tasks/reference/backbone_fixtures.py
+
+# segmentation fixtures (mmsegmentation 1.2.2's EncoderDecoder around uniformer_ref) and the
+# evaluation recipe's check (writes Fixtures/segmentation/eval/): both run in tasks/reference/.venv,
+# which mmseg_env.sh creates when it is missing. SKIP_MMSEG=1 leaves them out.
+if [[ -z "${SKIP_MMSEG:-}" ]]; then
+    venv_python="$here/.venv/bin/python"
+    if [[ ! -x "$venv_python" ]] || ! "$venv_python" -c "import mmseg" >/dev/null 2>&1; then
+        bash "$here/mmseg_env.sh"
+    fi
+    runv() { echo "==> tasks/reference/.venv/bin/python $*" >&2; "$venv_python" "$@"; }
+    runv tasks/reference/segmentation_fixtures.py
+    runv tasks/segmentation/check_with_mmseg.py
+fi
 
 # proof that the reference is upstream's architecture: re-run the fixtures through upstream's
 # own module code (needs a local git mirror of Sense-X/UniFormer; skipped when there is none)
