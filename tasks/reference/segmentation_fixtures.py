@@ -20,7 +20,7 @@ Writes Tests/UniFormerTests/Fixtures/segmentation/<case>/:
                   cases: {'state_dict': ...} without meta, as some released files are)
   image.png       the input picture (generated: smooth shapes + noise), read with cv2.imread
   io.safetensors  float32: input [1,3,h,w] (normalised network input after the resize(s)),
-                  stage1..stage4 (backbone outputs on `input`, also for slide),
+                  stage1..stage4 (backbone outputs on `input`; slide: on its first, top-left crop),
                   neck1..neck4 (FPN cases), head_logits [1,K,h/4,w/4] (decode head output before
                   any resize; not for slide), logits [1,K,H,W] at the ORIGINAL image size, labels
                   [H,W] (argmax, as floats)
@@ -335,15 +335,15 @@ def run(model: nn.Module, inp: torch.Tensor, ori_hw, test_cfg: dict):
         count = inp.new_zeros((1, 1, h_img, w_img))
         for i, (y1, y2, x1, x2) in enumerate(boxes):
             crop = inp[:, :, y1:y2, x1:x2]
-            logit = resize_bilinear(head_forward(model, crop), crop.shape[2:])
+            logit = resize_bilinear(head_forward(model, crop, out if i == 0 else None), crop.shape[2:])
             net += F.pad(logit, (x1, w_img - x2, y1, h_img - y2))
             count[:, :, y1:y2, x1:x2] += 1
         assert (count == 0).sum() == 0
         net = net / count
-        details = {"crops": [list(b) for b in boxes]}
-        # stage1..4 are still the backbone on the whole network input (a check of the backbone
-        # alone; the slide logits come from the crops)
-        out.update({f"stage{i + 1}": s for i, s in enumerate(model.backbone(inp))})
+        # stage1..4 are the backbone outputs of the first (top-left) crop, the first thing the
+        # slide path computes
+        details = {"crops": [list(b) for b in boxes],
+                   "stages_from": "the first crop: input rows %d..%d, columns %d..%d" % boxes[0]}
     logits = resize_bilinear(net, ori_hw)                             # rescale to ori_shape
     out["logits"] = logits
     out["labels"] = logits[0].argmax(dim=0).float()
