@@ -5,6 +5,11 @@
 
 Prints one JSON object {"median_ms", "min_ms", "max_ms", "peak_rss_mb", "runtime"} like `uniformer bench --json`.
 With --onnx the model is exported (opset 17, at this size) and timed in ONNX Runtime instead.
+
+A segmentation config (model.type EncoderDecoder) is built by mmsegmentation itself around the reference
+backbone (tasks/reference/segmentation_fixtures.py), so run it with the venv's python:
+  tasks/reference/.venv/bin/python tasks/bench/torch_bench.py --model configs/upernet-global-small.json --size 512x512
+and `encode_decode` (backbone, head, resize to the input) is what is timed, as `uniformer bench` times inference.
 """
 import argparse
 import json
@@ -34,8 +39,14 @@ def main():
     cfg = json.load(open(a.model))["model"]
     w, h = (int(v) for v in a.size.lower().split("x"))
     torch.manual_seed(0)
-    model = R.build(cfg, attention=a.attention).eval()
     x = torch.randn(1, 3, h, w)
+    if cfg["type"] == "EncoderDecoder":
+        import segmentation_fixtures as S  # mmseg, in the venv
+        seg = S.build_segmentor(cfg, override=a.attention)
+        metas = [dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))]
+        model = lambda t: seg.encode_decode(t, metas)  # noqa: E731
+    else:
+        model = R.build(cfg, attention=a.attention).eval()
 
     if a.onnx:
         import onnxruntime as ort
@@ -53,7 +64,7 @@ def main():
         def run():
             with torch.inference_mode():
                 model(x)
-        runtime = f"torch {torch.__version__}"
+        runtime = f"torch {torch.__version__}" + (" + mmseg" if cfg["type"] == "EncoderDecoder" else "")
 
     for _ in range(a.warmup):
         run()
