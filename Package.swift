@@ -44,6 +44,9 @@ let package = Package(
         // UPerNet and Semantic FPN heads, mmseg's EncoderDecoder (whole and slide inference).
         .target(name: "Segmentation", dependencies: ["TensorCore", "Weights", "ModelConfig", "Backbone", "Necks"],
                 swiftSettings: optimise),
+        // Anchor heads, RoI heads and their geometry (anchors, box coder, NMS, RoIAlign, RLE), mmdet 2.11.
+        .target(name: "Detection", dependencies: ["TensorCore", "Weights", "ModelConfig", "Backbone", "Necks"],
+                swiftSettings: optimise),
         // The public API: load a model by config + weights, extract features, classify, segment.
         .target(name: "UniFormer", dependencies: ["TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation"],
                 swiftSettings: optimise),
@@ -52,7 +55,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
         .testTarget(name: "UniFormerTests",
-                    dependencies: ["UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Necks", "Segmentation"],
+                    dependencies: ["UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Necks", "Segmentation", "Detection"],
                     exclude: ["Fixtures"]),
     ]
 )
