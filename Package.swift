@@ -48,10 +48,10 @@ let package = Package(
         .target(name: "Detection", dependencies: ["TensorCore", "Weights", "ModelConfig", "Backbone", "Necks"],
                 swiftSettings: optimise),
         // The public API: load a model by config + weights, extract features, classify, segment.
-        .target(name: "UniFormer", dependencies: ["TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation"],
+        .target(name: "UniFormer", dependencies: ["TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation", "Detection"],
                 swiftSettings: optimise),
         .executableTarget(name: "UniFormerCLI", dependencies: [
-            "UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation",
+            "UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation", "Detection",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: optimise),
         .testTarget(name: "UniFormerTests",

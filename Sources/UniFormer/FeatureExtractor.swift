@@ -73,6 +73,11 @@ public final class FeatureExtractor: Sendable {
 /// mmdet/mmseg test pipeline: resize (keep ratio, mmcv rounding; or exact scale), align-resize
 /// (Semantic FPN), normalise, pad.
 public func prepareInput(_ image: RGBImage, _ data: DataConfig) -> Tensor {
+    prepareInputAndSize(image, data).input
+}
+
+/// The network input and the image size after resizing, before padding (mmdet's img_shape).
+public func prepareInputAndSize(_ image: RGBImage, _ data: DataConfig) -> (input: Tensor, height: Int, width: Int) {
     var img = image
     if let scale = data.scale {
         let (w, h) = data.keepRatio ? rescaledSize(width: image.width, height: image.height, scale: scale)
@@ -85,6 +90,6 @@ public func prepareInput(_ image: RGBImage, _ data: DataConfig) -> Tensor {
         if w != img.width || h != img.height { img = img.resizedBilinear(width: w, height: h) }
     }
     let t = normalize(img, mean: data.mean, std: data.std, toRGB: data.toRGB)
-    if let d = data.sizeDivisor { return padToMultiple(t, divisor: d) }
-    return t
+    let padded = data.sizeDivisor.map { padToMultiple(t, divisor: $0) } ?? t
+    return (padded, img.height, img.width)
 }

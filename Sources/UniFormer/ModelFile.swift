@@ -14,7 +14,7 @@ public struct ModelFile: Sendable {
     public let palette: [[UInt8]]?
 
     /// The kind of model, from `model.type`.
-    public enum Kind: Sendable { case backbone, segmentation }
+    public enum Kind: Sendable { case backbone, segmentation, detection }
     public let kind: Kind
 
     public init(contentsOf url: URL) throws {
@@ -39,6 +39,7 @@ public struct ModelFile: Sendable {
         switch type {
         case "UniFormer": kind = .backbone
         case "EncoderDecoder": kind = .segmentation
+        case "MaskRCNN", "FasterRCNN", "CascadeRCNN", "RetinaNet": kind = .detection
         default: throw ConfigError.unknownType(file: url.path, field: "model.type", type: type)
         }
     }
@@ -47,7 +48,7 @@ public struct ModelFile: Sendable {
     public func backboneConfig() throws -> UniFormerConfig {
         switch kind {
         case .backbone: return try UniFormerConfig(model)
-        case .segmentation: return try UniFormerConfig(model.child("backbone"))
+        case .segmentation, .detection: return try UniFormerConfig(model.child("backbone"))
         }
     }
 

@@ -5,6 +5,7 @@ import ArgumentParser
 import Backbone
 import Foundation
 import TensorCore
+import Detection
 import Segmentation
 import UniFormer
 import Weights
@@ -72,6 +73,12 @@ struct Bench: ParsableCommand {
                 let seg = try Segmentor(config: try SegmentorConfig(file.model), weights: root)
                 net = seg.backbone
                 once = { _ = seg.inference(input, attention: mode, ctx) }
+            case .detection:
+                // the whole detector on an already resized and padded input, the image filling it
+                let det = try TwoStageDetector(config: try DetectorConfig(file.model), weights: root)
+                net = det.backbone
+                let meta = ImageMeta(originalSize: (h, w), imageShape: (h, w))
+                once = { _ = det.detect(input, meta: meta, attention: mode, ctx) }
             }
             for _ in 0..<warmup { once() }
             if profile { ctx.profiler = profiler }

@@ -8,7 +8,7 @@ struct UniFormerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "uniformer",
         abstract: "Run UniFormer dense-prediction models on the CPU.",
-        subcommands: [Segment.self, Features.self, Classify.self, Convert.self, Info.self, Bench.self])
+        subcommands: [Segment.self, Detect.self, Features.self, Classify.self, Convert.self, Info.self, Bench.self])
 }
 
 /// Runs a command body, turning thrown errors into `uniformer: <message>` and exit status 1.

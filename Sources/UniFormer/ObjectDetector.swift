@@ -1,0 +1,63 @@
+//! Object detection of images: config + checkpoint in, boxes (and masks) in original-image pixels out.
+//!
+//!   let model = try ObjectDetector(model: "mask-rcnn-1x-hybrid-small", weights: URL(fileURLWithPath: "…pth"))
+//!   let dets = try model.detect(imageAt: url)      // [Detection], best first
+//!
+//! The test pipeline is mmdet 2.11's: keep-ratio resize to `data.scale`, normalise, zero-pad to
+//! `size_divisor`; boxes are rescaled to the original image, masks pasted into it.
+
+import Backbone
+import Detection
+import Foundation
+import Imaging
+import ModelConfig
+import TensorCore
+import Weights
+
+public final class ObjectDetector: Sendable {
+    public let file: ModelFile
+    public let detector: TwoStageDetector
+    public let context: ComputeContext
+    public let classes: [String]
+
+    public init(model: String, weights: URL, threads: Int? = nil) throws {
+        file = try ModelFile(contentsOf: try ModelFile.resolve(model))
+        guard file.kind == .detection else {
+            throw ModelError.wrongModel(file: file.url.path, reason: "not a detection config (model.type must be MaskRCNN, FasterRCNN, CascadeRCNN or RetinaNet)")
+        }
+        let config = try DetectorConfig(file.model)
+        let dict = try StateDict(contentsOf: weights)
+        let root = WeightScope(dict)
+        detector = try TwoStageDetector(config: config, weights: root)
+        try root.finish(ignoring: TwoStageDetector.unusedKeys)
+        context = ComputeContext(threads: threads)
+        let k = detector.numClasses
+        let names = file.classes ?? dict.classes ?? (0..<k).map { "class \($0)" }
+        guard names.count == k else {
+            throw ModelError.wrongModel(file: file.url.path, reason: "\(names.count) class names for \(k) classes (bbox_head.num_classes)")
+        }
+        classes = names
+    }
+
+    /// The network input and the image's metadata, as mmdet's test pipeline makes them.
+    public func prepare(_ image: RGBImage) -> (input: Tensor, meta: ImageMeta) {
+        let p = prepareInputAndSize(image, file.data)
+        return (p.input, ImageMeta(originalSize: (image.height, image.width), imageShape: (p.height, p.width)))
+    }
+
+    public func detect(_ image: RGBImage, name: String = "image", attention: StageAttention? = nil) throws -> [Detection] {
+        let (input, meta) = prepare(image)
+        guard detector.backbone.validate(height: input.shape[2], width: input.shape[3]) else {
+            throw ModelError.imageTooSmall(file: name, width: image.width, height: image.height)
+        }
+        return detector.detect(input, meta: meta, attention: attention, context)
+    }
+
+    public func detect(imageAt url: URL, attention: StageAttention? = nil) throws -> [Detection] {
+        try detect(try loadImage(contentsOf: url), name: url.path, attention: attention)
+    }
+}
+
+/// COCO's 80 training classes → the 91 category ids of the annotation files (ids 12, 26, 29, 30,
+/// 45, 66, 68, 69, 71, 83 are unused), as mmdet's CocoDataset.cat_ids.
+public let cocoCategoryIDs: [Int] = (1...90).filter { ![12, 26, 29, 30, 45, 66, 68, 69, 71, 83].contains($0) }

@@ -1,0 +1,177 @@
+//! `uniformer detect IMAGE... --model CONFIG --weights FILE [-o OUT] [--format json|coco] [--score-thr X]`
+//! JSON per image (DESIGN.md): {"image", "width", "height", "detections": [{"bbox": [x, y, w, h],
+//! "score", "category_id", "label", "segmentation": {"size": [H, W], "counts": RLE}}]}, boxes in
+//! original-image pixels, best first. `--format coco` writes one COCO results list for all images
+//! (category ids mapped 80 → 91, image_id from --annotations or the numeric file name).
+
+import ArgumentParser
+import Detection
+import Foundation
+import Imaging
+import ModelConfig
+import UniFormer
+
+struct Detect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Detect objects (and instance masks) to JSON (Mask R-CNN).")
+
+    @Argument(help: "Images (PNG/JPEG), or a directory of them.")
+    var images: [String]
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(name: .shortAndLong, help: "Output: a .json file (one image, or --format coco) or a directory (several). Default: stdout.")
+    var output: String?
+
+    @Option(help: "json (one object per image) or coco (one COCO results list).")
+    var format: String = "json"
+
+    @Option(help: "Keep detections scoring at least this (on top of the config's score_thr).")
+    var scoreThr: Float?
+
+    @Option(help: "COCO annotation file: image ids are looked up by file name (--format coco).")
+    var annotations: String?
+
+    @Option(help: "Also draw boxes and masks on the image (file or directory).")
+    var overlay: String?
+
+    @Option(help: "Override stage-3 attention: global, window:N or hybrid:N.")
+    var attention: String?
+
+    func run() throws {
+        try reporting {
+            guard format == "json" || format == "coco" else { throw ValidationError("--format must be json or coco (got '\(format)')") }
+            let mode = try parseAttention(attention)
+            let batch = try expandImages(images)
+            let inputs = batch.urls
+            let perImage = try format == "json" ? output.map { try outputPaths(for: batch, output: $0, ext: "json") } : nil
+            let overlays = try overlay.map { try outputPaths(for: batch, output: $0, ext: "png") }
+            let ids = try format == "coco" ? imageIDs(inputs) : [:]
+            let model = try ObjectDetector(model: options.model, weights: URL(fileURLWithPath: options.weights), threads: options.threads)
+            guard format == "json" || model.classes.count == 80 else {
+                throw InputError(description: "\(model.file.url.path): --format coco needs the 80 COCO classes, the model has \(model.classes.count)")
+            }
+            var results: [JSON] = []
+            var failed = 0
+            for (i, input) in inputs.enumerated() {
+                if inputs.count > 1 { progress("[\(i + 1)/\(inputs.count)] \(input.path)") }
+                let image: RGBImage, dets: [Detection]
+                do {
+                    image = try loadImage(contentsOf: input)
+                    dets = try model.detect(image, name: input.path, attention: mode).filter { $0.score >= (scoreThr ?? -.infinity) }
+                } catch {
+                    if inputs.count == 1 { throw error }
+                    progress("uniformer: warning: skipping \(error)")
+                    failed += 1
+                    continue
+                }
+                if format == "coco" {
+                    results += dets.map { cocoResult($0, imageID: ids[input.lastPathComponent]!, width: image.width, height: image.height) }
+                } else {
+                    let obj = imageResult(dets, image: input.path, width: image.width, height: image.height, classes: model.classes)
+                    if let perImage { try writeAtomically(obj.serialized() + "\n", to: perImage[i]) } else { results.append(obj) }
+                }
+                if let overlays { try writePNG(drawDetections(image, dets), to: overlays[i]) }
+            }
+            if format == "coco" {
+                let text = JSON.array(results).serialized() + "\n"
+                if let output { try writeAtomically(text, to: URL(fileURLWithPath: output)) } else { print(text, terminator: "") }
+            } else if perImage == nil {
+                print((batch.isBatch ? JSON.array(results) : results.first ?? .array([])).serialized())
+            }
+            if failed > 0 { throw InputError(description: "\(failed) of \(inputs.count) images could not be processed") }
+        }
+    }
+
+    /// image_id per file name: from --annotations, else the file name's digits (COCO's 000000397133.jpg).
+    func imageIDs(_ inputs: [URL]) throws -> [String: Int] {
+        var ids: [String: Int] = [:]
+        if let annotations {
+            let json = try JSON.load(contentsOf: URL(fileURLWithPath: annotations))
+            guard case let .array(images)? = json["images"] else {
+                throw InputError(description: "\(annotations): no 'images' list (not a COCO annotation file)")
+            }
+            for img in images {
+                if case let .string(name)? = img["file_name"], case let .int(id)? = img["id"] {
+                    ids[URL(fileURLWithPath: name).lastPathComponent] = id
+                }
+            }
+        }
+        for u in inputs where ids[u.lastPathComponent] == nil {
+            guard let id = Int(u.deletingPathExtension().lastPathComponent) else {
+                throw InputError(description: "\(u.path): no image id (not in --annotations, and the file name is not a number)")
+            }
+            ids[u.lastPathComponent] = id
+        }
+        return ids
+    }
+}
+
+func bboxJSON(_ b: SIMD4<Float>) -> JSON {
+    .array([.double(Double(b[0])), .double(Double(b[1])), .double(Double(b[2] - b[0])), .double(Double(b[3] - b[1]))])
+}
+
+func segmentationJSON(_ mask: [Bool], width: Int, height: Int) -> JSON {
+    let rle = encodeRLE(mask, height: height, width: width)
+    return .object([("size", .array([.int(height), .int(width)])), ("counts", .string(rle.counts))])
+}
+
+func imageResult(_ dets: [Detection], image: String, width: Int, height: Int, classes: [String]) -> JSON {
+    .object([("image", .string(image)), ("width", .int(width)), ("height", .int(height)),
+             ("detections", .array(dets.map { d in
+                 var fields: [(String, JSON)] = [("bbox", bboxJSON(d.box)), ("score", .double(Double(d.score))),
+                                                 ("category_id", .int(d.label)), ("label", .string(classes[d.label]))]
+                 if let m = d.mask { fields.append(("segmentation", segmentationJSON(m, width: width, height: height))) }
+                 return .object(fields)
+             }))])
+}
+
+func cocoResult(_ d: Detection, imageID: Int, width: Int, height: Int) -> JSON {
+    var fields: [(String, JSON)] = [("image_id", .int(imageID)), ("category_id", .int(cocoCategoryIDs[d.label])),
+                                    ("bbox", bboxJSON(d.box)), ("score", .double(Double(d.score)))]
+    if let m = d.mask { fields.append(("segmentation", segmentationJSON(m, width: width, height: height))) }
+    return .object(fields)
+}
+
+/// Writes text to a temporary file beside `url`, then renames it: never a half-written output.
+func writeAtomically(_ text: String, to url: URL) throws {
+    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+    do {
+        try Data(text.utf8).write(to: tmp)
+        _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp)
+    } catch {
+        try? FileManager.default.removeItem(at: tmp)
+        throw InputError(description: "\(url.path): cannot write: \((error as NSError).localizedDescription)")
+    }
+}
+
+/// Boxes (2-px outlines) and translucent masks in a colour per class.
+func drawDetections(_ image: RGBImage, _ dets: [Detection]) -> RGBImage {
+    var px = image.pixels
+    let (w, h) = (image.width, image.height)
+    for d in dets.reversed() {
+        let c = classColour(d.label)
+        if let m = d.mask {
+            for p in 0..<(w * h) where m[p] {
+                for j in 0..<3 { px[p * 3 + j] = UInt8((Int(px[p * 3 + j]) + Int(c[j])) / 2) }
+            }
+        }
+        let x0 = max(0, Int(d.box[0])), y0 = max(0, Int(d.box[1]))
+        let x1 = min(w - 1, Int(d.box[2])), y1 = min(h - 1, Int(d.box[3]))
+        guard x1 >= x0 && y1 >= y0 else { continue }
+        for t in 0..<2 {
+            for x in x0...x1 {
+                for y in [min(y0 + t, y1), max(y1 - t, y0)] { for j in 0..<3 { px[(y * w + x) * 3 + j] = c[j] } }
+            }
+            for y in y0...y1 {
+                for x in [min(x0 + t, x1), max(x1 - t, x0)] { for j in 0..<3 { px[(y * w + x) * 3 + j] = c[j] } }
+            }
+        }
+    }
+    return RGBImage(width: w, height: h, pixels: px)
+}
+
+func classColour(_ label: Int) -> [UInt8] {
+    var x = UInt32(truncatingIfNeeded: label &* 2654435761 &+ 97)
+    x ^= x >> 13; x = x &* 0x5bd1e995; x ^= x >> 15
+    return [UInt8(64 + x & 0xbf), UInt8(64 + (x >> 8) & 0xbf), UInt8(64 + (x >> 16) & 0xbf)]
+}
