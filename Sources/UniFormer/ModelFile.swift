@@ -4,6 +4,7 @@
 import Backbone
 import Foundation
 import ModelConfig
+import Weights
 
 public struct ModelFile: Sendable {
     public let url: URL
@@ -72,4 +73,14 @@ public struct ModelFile: Sendable {
     /// The package checkout this library was built from (Sources/UniFormer/ModelFile.swift → root).
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent()
+}
+
+/// The class names of a model: the config's `classes`, else the checkpoint's `meta.CLASSES`, else
+/// "class N"; their number must equal the head's `count` (the field named in the error).
+func classNames(_ file: ModelFile, _ dict: StateDict, count k: Int, field: String) throws -> [String] {
+    let names = file.classes ?? dict.classes ?? (0..<k).map { "class \($0)" }
+    guard names.count == k else {
+        throw ModelError.wrongModel(file: file.url.path, reason: "\(names.count) class names for \(k) classes (\(field))")
+    }
+    return names
 }

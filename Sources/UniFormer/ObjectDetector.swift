@@ -31,12 +31,7 @@ public final class ObjectDetector: Sendable {
         detector = try TwoStageDetector(config: config, weights: root)
         try root.finish(ignoring: TwoStageDetector.unusedKeys)
         context = ComputeContext(threads: threads)
-        let k = detector.numClasses
-        let names = file.classes ?? dict.classes ?? (0..<k).map { "class \($0)" }
-        guard names.count == k else {
-            throw ModelError.wrongModel(file: file.url.path, reason: "\(names.count) class names for \(k) classes (bbox_head.num_classes)")
-        }
-        classes = names
+        classes = try classNames(file, dict, count: detector.numClasses, field: "bbox_head.num_classes")
     }
 
     /// The network input and the image's metadata, as mmdet's test pipeline makes them.

@@ -42,11 +42,7 @@ public final class Segmenter: Sendable {
         try root.finish(ignoring: Segmentor.unusedKeys)
         context = ComputeContext(threads: threads)
         let k = config.numClasses
-        let names = file.classes ?? dict.classes ?? (0..<k).map { "class \($0)" }
-        guard names.count == k else {
-            throw ModelError.wrongModel(file: file.url.path, reason: "\(names.count) class names for \(k) classes (decode_head.num_classes)")
-        }
-        classes = names
+        classes = try classNames(file, dict, count: k, field: "decode_head.num_classes")
         palette = file.palette ?? defaultPalette(k)
         guard palette.count >= k else {
             throw ModelError.wrongModel(file: file.url.path, reason: "palette has \(palette.count) colours for \(k) classes")
