@@ -1,6 +1,7 @@
 //! The detectors at test time, composed as mmdet splits them (models/detectors/two_stage.py):
 //! backbone → FPN → RPN proposals → RoI head. Keys: backbone.*, neck.*, rpn_head.*, roi_head.*.
-//! Config: model.type MaskRCNN / FasterRCNN (roi_head StandardRoIHead), test_cfg.rpn / test_cfg.rcnn.
+//! Config: model.type MaskRCNN / FasterRCNN (roi_head StandardRoIHead) or CascadeRCNN (CascadeRoIHead),
+//! test_cfg.rpn / test_cfg.rcnn.
 //! Training-only keys (train_cfg, loss_*) are ignored.
 
 import Backbone
@@ -19,7 +20,7 @@ public struct DetectorConfig: Sendable {
 
     public init(_ model: ConfigNode) throws {
         type = try model.string("type")
-        guard ["MaskRCNN", "FasterRCNN"].contains(type) else {
+        guard ["MaskRCNN", "FasterRCNN", "CascadeRCNN"].contains(type) else {
             throw ConfigError.unknownType(file: model.file, field: model.fieldPath("type"), type: type)
         }
         backbone = try UniFormerConfig(model.child("backbone"))
@@ -32,7 +33,9 @@ public struct DetectorConfig: Sendable {
         rcnn = try RCNNTestConfig(test.child("rcnn"))
         let roi = try model.child("roi_head")
         let roiType = try roi.string("type")
-        guard roiType == "StandardRoIHead" else { throw ConfigError.unknownType(file: roi.file, field: roi.fieldPath("type"), type: roiType) }
+        guard roiType == (type == "CascadeRCNN" ? "CascadeRoIHead" : "StandardRoIHead") else {
+            throw ConfigError.unknownType(file: roi.file, field: roi.fieldPath("type"), type: roiType)
+        }
         self.model = model
     }
 }
@@ -42,14 +45,21 @@ public struct TwoStageDetector: Sendable {
     public let backbone: UniFormerBackbone
     let neck: FPN
     let rpnHead: RPNHead
-    let roiHead: StandardRoIHead
+    let roiHead: RoIHeadKind
+
+    enum RoIHeadKind: Sendable {
+        case standard(StandardRoIHead)
+        case cascade(CascadeRoIHead)
+    }
 
     public init(config: DetectorConfig, weights root: WeightScope) throws {
         self.config = config
         backbone = try UniFormerBackbone(config: config.backbone, weights: root.child("backbone"))
         neck = try FPN(config: config.neck, weights: root.child("neck"))
         rpnHead = try RPNHead(config.model.child("rpn_head"), weights: root.child("rpn_head"))
-        roiHead = try StandardRoIHead(config.model.child("roi_head"), weights: root.child("roi_head"))
+        let roi = try config.model.child("roi_head")
+        roiHead = config.type == "CascadeRCNN" ? .cascade(try CascadeRoIHead(roi, weights: root.child("roi_head")))
+                                               : .standard(try StandardRoIHead(roi, weights: root.child("roi_head")))
         guard rpnHead.anchors.strides.count == config.neck.numOuts else {
             throw config.model.invalid("rpn_head.anchor_generator.strides",
                                        "\(rpnHead.anchors.strides.count) strides for \(config.neck.numOuts) FPN levels")
@@ -58,7 +68,12 @@ public struct TwoStageDetector: Sendable {
 
     public static let unusedKeys: [IgnoreRule] = [.suffix(".num_batches_tracked")]
 
-    public var numClasses: Int { roiHead.numClasses }
+    public var numClasses: Int {
+        switch roiHead {
+        case let .standard(h): return h.numClasses
+        case let .cascade(h): return h.numClasses
+        }
+    }
 
     /// FPN levels [H_i, W_i, C] of a normalised, padded input [1, 3, H, W].
     public func pyramid(_ input: Tensor, attention: StageAttention? = nil, _ ctx: ComputeContext) -> [Tensor] {
@@ -72,6 +87,9 @@ public struct TwoStageDetector: Sendable {
     public func detect(_ input: Tensor, meta: ImageMeta, attention: StageAttention? = nil, _ ctx: ComputeContext) -> [Detection] {
         let feats = pyramid(input, attention: attention, ctx)
         let props = proposals(feats, meta: meta, ctx)
-        return roiHead.detect(feats, proposals: props, meta: meta, cfg: config.rcnn, ctx)
+        switch roiHead {
+        case let .standard(h): return h.detect(feats, proposals: props, meta: meta, cfg: config.rcnn, ctx)
+        case let .cascade(h): return h.detect(feats, proposals: props, meta: meta, cfg: config.rcnn, ctx)
+        }
     }
 }

@@ -129,19 +129,33 @@ public struct StandardRoIHead: Sendable {
 /// simple_test_mask + get_seg_masks for detections in original-image pixels.
 func attachMasks(_ dets: inout [Detection], feats: [Tensor], head: FCNMaskHead, align: RoIAlign, meta: ImageMeta,
                  threshold: Float, _ ctx: ComputeContext) {
-    let scaled = dets.map { $0.box * meta.scaleFactor }                      // back to input pixels
-    let roiFeats = align(Array(feats.prefix(align.strides.count)), scaled, channelsFirst: false, ctx)
-    let s = align.outputSize, c = roiFeats.shape[3]
+    attachAveragedMasks(&dets, feats: feats, heads: [head], aligns: [align], meta: meta, threshold: threshold, ctx)
+}
+
+/// Masks from one or several mask heads (cascade: merge_aug_masks averages their sigmoid maps), pasted
+/// into the original image. mmdet 2.11 scales the boxes back to input pixels for RoIAlign and divides
+/// them by the scale factor again for pasting.
+func attachAveragedMasks(_ dets: inout [Detection], feats: [Tensor], heads: [FCNMaskHead], aligns: [RoIAlign],
+                         meta: ImageMeta, threshold: Float, _ ctx: ComputeContext) {
+    let scaled = dets.map { $0.box * meta.scaleFactor }
     let (oh, ow) = meta.originalSize
+    var probs = [[Float]](repeating: [], count: dets.count)
+    var size = 0
+    for (head, align) in zip(heads, aligns) {
+        let roiFeats = align(Array(feats.prefix(align.strides.count)), scaled, channelsFirst: false, ctx)
+        let s = align.outputSize, c = roiFeats.shape[3], per = s * s * c
+        size = 2 * s
+        for i in dets.indices {
+            let logits = head(Tensor(shape: [s, s, c], data: Array(roiFeats.data[(i * per)..<((i + 1) * per)])), ctx)
+            let k = logits.shape[2], channel = head.classAgnostic ? 0 : dets[i].label
+            let p = (0..<(size * size)).map { 1 / (1 + expf(-logits.data[$0 * k + channel])) }
+            probs[i] = probs[i].isEmpty ? p : zip(probs[i], p).map { $0 + $1 }
+        }
+    }
+    let n = Float(heads.count)
     for i in dets.indices {
-        let per = s * s * c
-        let x = Tensor(shape: [s, s, c], data: Array(roiFeats.data[(i * per)..<((i + 1) * per)]))
-        let logits = head(x, ctx)                                            // [2s, 2s, K]
-        let m = 2 * s, k = logits.shape[2]
-        let channel = head.classAgnostic ? 0 : dets[i].label
-        let prob = (0..<(m * m)).map { 1 / (1 + expf(-logits.data[$0 * k + channel])) }
-        // get_seg_masks divides the (scaled) boxes by the scale factor again
-        dets[i].mask = pasteMask(prob, size: m, box: scaled[i] / meta.scaleFactor, imageHeight: oh, imageWidth: ow,
+        let mean = heads.count == 1 ? probs[i] : probs[i].map { $0 / n }
+        dets[i].mask = pasteMask(mean, size: size, box: scaled[i] / meta.scaleFactor, imageHeight: oh, imageWidth: ow,
                                  threshold: threshold)
     }
 }
