@@ -862,6 +862,252 @@ def self_check(case: dict, config: dict, weights: str, image: str, inp: torch.Te
 
 
 # ----------------------------------------------------------------------------------------------
+# unit numbers (units.json)
+
+def reference_nms(boxes: torch.Tensor, scores: torch.Tensor, thr: float) -> list:
+    """Greedy NMS as a plain loop in float64: visit in descending score (ties: lower index first),
+    drop every later box whose IoU with a kept one is > thr (areas (x2-x1)*(y2-y1), no +1)."""
+    b, s = boxes.double().tolist(), scores.double().tolist()
+    order = sorted(range(len(s)), key=lambda i: (-s[i], i))
+    area = [(x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in b]
+    keep, dead = [], set()
+    for pos, i in enumerate(order):
+        if i in dead:
+            continue
+        keep.append(i)
+        for j in order[pos + 1:]:
+            if j in dead:
+                continue
+            w = max(0.0, min(b[i][2], b[j][2]) - max(b[i][0], b[j][0]))
+            h = max(0.0, min(b[i][3], b[j][3]) - max(b[i][1], b[j][1]))
+            inter = w * h
+            union = area[i] + area[j] - inter
+            if union > 0 and inter / union > thr:
+                dead.add(j)
+    return keep
+
+
+def reference_roi_align(feat: torch.Tensor, rois: torch.Tensor, out_hw, scale: float, sampling: int,
+                        aligned: bool) -> torch.Tensor:
+    """RoIAlign (average) as plain loops in float64, from its definition: the RoI scaled and (aligned)
+    shifted by -0.5; bins of roi/out; per bin grid_h x grid_w samples at the sub-cell centres
+    (sampling <= 0: ceil(roi_h / out_h) x ceil(roi_w / out_w)); bilinear with the border rules (0
+    outside [-1, size], clamped to the last pixel inside); mean over max(count, 1) samples."""
+    f = feat.double()
+    _, c, hgt, wid = f.shape
+    ph, pw = out_hw
+    out = torch.zeros(rois.shape[0], c, ph, pw, dtype=torch.float64)
+
+    def bilinear(ch, y, x):
+        if y < -1.0 or y > hgt or x < -1.0 or x > wid:
+            return 0.0
+        y, x = max(y, 0.0), max(x, 0.0)
+        yl, xl = int(y), int(x)
+        if yl >= hgt - 1:
+            yl = yh = hgt - 1
+            y = float(yl)
+        else:
+            yh = yl + 1
+        if xl >= wid - 1:
+            xl = xh = wid - 1
+            x = float(xl)
+        else:
+            xh = xl + 1
+        ly, lx = y - yl, x - xl
+        hy, hx = 1 - ly, 1 - lx
+        v = f[int(rois[0, 0]), ch]
+        return float(hy * hx * v[yl, xl] + hy * lx * v[yl, xh] + ly * hx * v[yh, xl] + ly * lx * v[yh, xh])
+
+    for r, roi in enumerate(rois.double().tolist()):
+        off = 0.5 if aligned else 0.0
+        x1, y1, x2, y2 = (v * scale - off for v in roi[1:])
+        rw, rh = x2 - x1, y2 - y1
+        if not aligned:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        bh, bw = rh / ph, rw / pw
+        gh = sampling if sampling > 0 else int(np.ceil(rh / ph))
+        gw = sampling if sampling > 0 else int(np.ceil(rw / pw))
+        count = max(gh * gw, 1)
+        for ch in range(c):
+            for i in range(ph):
+                for j in range(pw):
+                    acc = 0.0
+                    for iy in range(gh):
+                        y = y1 + i * bh + (iy + 0.5) * bh / gh
+                        for ix in range(gw):
+                            x = x1 + j * bw + (ix + 0.5) * bw / gw
+                            acc += bilinear(ch, y, x)
+                    out[r, ch, i, j] = acc / count
+    return out
+
+
+def _tl(t: torch.Tensor):
+    return [[float(v) for v in row] for row in t.tolist()] if t.dim() == 2 else [float(v) for v in t.tolist()]
+
+
+@torch.no_grad()
+def make_units(mirror_211) -> dict:
+    from mmdet.models.task_modules.prior_generators import AnchorGenerator
+    from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+
+    units = {"generator": "tasks/reference/detection_fixtures.py", **versions()}
+
+    # anchors: upstream RPN and RetinaNet generators; base anchors of every level, the grid of level 0
+    # on a 3x4 feature map (rows = y, columns = x): row-major locations, the A anchors of each in a row
+    anchors = {}
+    for name, cfg in (("rpn", detection_configs.rpn_head(None)["anchor_generator"]),
+                      ("retinanet", detection_configs.retinanet("small", 0.2, None)["bbox_head"]["anchor_generator"])):
+        gen = AnchorGenerator(**{k: v for k, v in cfg.items() if k != "type"})
+        grid = gen.single_level_grid_priors((3, 4), 0, device="cpu")
+        entry = {"config": cfg, "featmap_hw": [3, 4], "level": 0,
+                 "base_anchors": [_tl(b) for b in gen.base_anchors], "grid_anchors_level0": _tl(grid)}
+        if mirror_211 is not None:
+            ok = mirror_211.check_anchors(cfg, gen.base_anchors, grid)
+            entry["equal_to_mmdet_2_11"] = ok
+        anchors[name] = entry
+    units["anchors"] = anchors
+
+    # DeltaXYWH decoding
+    rois = torch.tensor([[0., 0., 1., 1.], [0., 0., 1., 1.], [0., 0., 1., 1.], [5., 5., 5., 5.]])
+    deltas = torch.tensor([[0., 0., 0., 0.], [1., 1., 1., 1.], [0., 0., 2., -1.], [0.7, -1.9, -0.5, 0.3]])
+    mm_test = DeltaXYWHBBoxCoder().decode(rois, deltas, max_shape=(32, 32))
+    assert torch.equal(mm_test, delta2bbox_211(rois, deltas, [0.] * 4, [1.] * 4, (32, 32)))
+    # clamping: dw/dh beyond log(1000/16) = 4.1352 are clamped, boxes clipped to (h 90, w 120);
+    # class-specific deltas [N, 2 * 4] with the RoI head's target_stds
+    rois2 = torch.tensor([[10., 10., 50., 30.], [0., 0., 20., 20.], [100., 40., 140., 80.], [60., 60., 60., 70.]])
+    deltas2 = torch.tensor([[0.5, -0.3, 30.0, -25.0, 0.0, 0.0, 0.0, 0.0],
+                            [-2.0, -2.0, 10.0, 10.0, 3.0, 1.0, -1.0, 0.5],
+                            [4.0, 2.0, 0.5, 0.5, 0.2, -0.4, 0.3, 0.1],
+                            [0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
+    stds = [0.1, 0.1, 0.2, 0.2]
+    coder = DeltaXYWHBBoxCoder(target_means=[0.0] * 4, target_stds=stds)
+    clamp = coder.decode(rois2, deltas2, max_shape=(90, 120))
+    ours = delta2bbox_211(rois2, deltas2, [0.0] * 4, stds, (90, 120))
+    assert torch.equal(clamp, ours), (clamp, ours)
+    decode = {
+        "mmdet_test": {"source": "mmdetection tests/test_utils/test_coder.py::test_delta_bbox_coder",
+                       "target_means": [0.0] * 4, "target_stds": [1.0] * 4, "max_shape_hw": [32, 32],
+                       "rois": _tl(rois), "deltas": _tl(deltas),
+                       "expected_rounded": [[0.0, 0.0, 1.0, 1.0], [0.1409, 0.1409, 2.8591, 2.8591],
+                                            [0.0, 0.3161, 4.1945, 0.6839], [5.0, 5.0, 5.0, 5.0]],
+                       "decoded": _tl(mm_test)},
+        "clamped": {"target_means": [0.0] * 4, "target_stds": stds, "max_shape_hw": [90, 120],
+                    "wh_ratio_clip": 16 / 1000, "max_ratio": float(np.abs(np.log(16 / 1000))),
+                    "rois": _tl(rois2), "deltas": _tl(deltas2), "decoded": _tl(clamp)},
+    }
+    if mirror_211 is not None:
+        decode["equal_to_mmdet_2_11"] = mirror_211.check_decode(rois, deltas, mm_test, rois2, deltas2, stds, clamp)
+    units["delta_xywh_decode"] = decode
+
+    # NMS: ties (equal scores) and IoU exactly at the threshold
+    boxes = torch.tensor([[0., 0., 10., 10.],    # 0: 0.9
+                          [1., 1., 11., 11.],    # 1: 0.9, IoU with 0 = 81/119 > 0.5, tie: 0 (lower index) wins
+                          [20., 20., 30., 30.],  # 2: 0.9, disjoint
+                          [0., 0., 10., 10.],    # 3: 0.8, duplicate of 0
+                          [0., 0., 10., 20.],    # 4: 0.7, IoU with 0 exactly 0.5: kept (suppression needs > thr)
+                          [21., 21., 31., 31.],  # 5: 0.95, IoU with 2 = 81/119: 2 is suppressed
+                          [50., 50., 50., 60.]])  # 6: 0.6, zero width: IoU 0 with everything
+    scores = torch.tensor([0.9, 0.9, 0.9, 0.8, 0.7, 0.95, 0.6])
+    dets, keep = mmcv.ops.nms(boxes, scores, 0.5)
+    ref = reference_nms(boxes, scores, 0.5)
+    assert keep.tolist() == ref, (keep.tolist(), ref)
+    labels = torch.tensor([0, 1, 0, 0, 1, 1, 0])
+    bdets, bkeep = batched_nms(boxes, scores, labels, dict(type="nms", iou_threshold=0.5))
+    bref = []
+    for lab in sorted(set(labels.tolist())):
+        idx = [i for i in range(len(labels)) if labels[i] == lab]
+        bref += [idx[k] for k in reference_nms(boxes[idx], scores[idx], 0.5)]
+    bref.sort(key=lambda i: (-float(scores[i]), i))
+    assert bkeep.tolist() == bref, (bkeep.tolist(), bref)
+    units["nms"] = {
+        "iou_threshold": 0.5, "boxes": _tl(boxes), "scores": _tl(scores), "keep": keep.tolist(),
+        "dets": _tl(dets),
+        "batched": {"labels": labels.tolist(), "keep": bkeep.tolist(), "dets": _tl(bdets),
+                    "note": "mmcv batched_nms: boxes + label * (max coordinate + 1) through one NMS; the "
+                            "kept boxes in descending score order (ties: lower index first)"},
+        "semantics": "greedy in descending score order with a stable sort (torchvision's CPU kernel and "
+                     "mmcv's CUDA kernel; mmcv's CPU kernel sorts without `stable`), suppress when "
+                     "IoU > threshold, IoU = inter / (area_i + area_j - inter) with areas (x2-x1)*(y2-y1)",
+    }
+
+    # RoIAlign on ramps: channel 0 = x + 10 y (linear: an aligned, inside RoI gives the value at each
+    # bin centre), channel 1 = x^2 (the number of samples matters)
+    hgt, wid = 6, 8
+    yy, xx = torch.meshgrid(torch.arange(hgt, dtype=torch.float32), torch.arange(wid, dtype=torch.float32),
+                            indexing="ij")
+    feat = torch.stack([xx + 10 * yy, xx * xx])[None]
+    rois = torch.tensor([[0., 1.5, 1.0, 6.3, 4.2],     # inside: 4.8 x 3.2 -> 3 x 2 bins, adaptive 2 x 2 samples
+                         [0., -2.0, -1.0, 3.0, 2.0],   # over the top-left border
+                         [0., 5.0, 2.0, 5.0, 5.0],     # zero width: adaptive 0 samples -> 0
+                         [0., 2.0, 1.0, 7.9, 5.5]])    # up to the bottom-right edge
+    ra = {"input_hw": [hgt, wid], "input": [_tl(feat[0, 0]), _tl(feat[0, 1])], "rois": _tl(rois), "cases": []}
+    for out_hw, scale, sampling in (((2, 3), 1.0, 0), ((2, 3), 1.0, 2), ((3, 3), 0.5, 0), ((7, 7), 1.0, 0)):
+        op = mmcv.ops.RoIAlign(out_hw, spatial_scale=scale, sampling_ratio=sampling, aligned=True)
+        got = op(feat, rois)
+        ref = reference_roi_align(feat, rois, out_hw, scale, sampling, True)
+        diff = float((got.double() - ref).abs().max())
+        assert diff < 1e-4, (out_hw, scale, sampling, diff)
+        ra["cases"].append({"output_hw": list(out_hw), "spatial_scale": scale, "sampling_ratio": sampling,
+                            "aligned": True, "output": [[_tl(c) for c in r] for r in got],
+                            "max_abs_diff_to_reference_loop": diff})
+    # the closed form for the linear channel of the inside RoI (first case)
+    x1, y1, x2, y2 = 1.5 - 0.5, 1.0 - 0.5, 6.3 - 0.5, 4.2 - 0.5
+    cx = torch.tensor([x1 + (j + 0.5) * (x2 - x1) / 3 for j in range(3)])
+    cy = torch.tensor([y1 + (i + 0.5) * (y2 - y1) / 2 for i in range(2)])
+    closed = cx[None, :] + 10 * cy[:, None]
+    assert float((closed - torch.tensor(ra["cases"][0]["output"][0][0])).abs().max()) < 1e-4
+    ra["closed_form_roi0_channel0"] = _tl(closed)
+    # adaptive = explicit ceil(roi / out): the same numbers
+    adaptive = mmcv.ops.RoIAlign((2, 3), 1.0, 0, aligned=True)(feat, rois[:1])
+    explicit = mmcv.ops.RoIAlign((2, 3), 1.0, 2, aligned=True)(feat, rois[:1])
+    assert torch.equal(adaptive, explicit)
+    ra["note"] = ("mmcv.ops.RoIAlign(aligned=True) with the torchvision kernel (average); checked against "
+                  "a float64 loop (reference_roi_align) and, for roi 0 / channel 0, the closed form; "
+                  "sampling_ratio 0 = ceil(roi_size / output_size) samples per bin (roi 0: 2 x 2, the same "
+                  "numbers as sampling_ratio 2)")
+    units["roi_align"] = ra
+
+    # RoI level mapping of SingleRoIExtractor (finest_scale 56, 4 levels): floor(log2(sqrt(w h) / 56 + 1e-6))
+    ext = SingleRoIExtractor(dict(type="RoIAlign", output_size=7, sampling_ratio=0), 256, [4, 8, 16, 32])
+    lrois = torch.tensor([[0, 0, 0, 10, 10], [0, 0, 0, 111.9, 112], [0, 0, 0, 112, 112], [0, 5, 5, 229, 229],
+                          [0, 0, 0, 224, 224], [0, 0, 0, 447, 449], [0, 0, 0, 448, 448], [0, 0, 0, 1000, 900],
+                          [0, 3, 3, 3, 50]], dtype=torch.float32)
+    units["roi_levels"] = {"finest_scale": 56, "num_levels": 4, "rois": _tl(lrois),
+                           "levels": ext.map_roi_levels(lrois, 4).tolist()}
+
+    # mask pasting (FCNMaskHead._do_paste_mask, CPU: skip_empty) of a 4x4 probability map at a
+    # fractional box into a 10x12 image, then >= 0.5
+    probs = torch.tensor([[0.1, 0.4, 0.6, 0.2], [0.3, 0.9, 0.8, 0.5], [0.55, 0.7, 0.95, 0.45],
+                          [0.05, 0.5, 0.49, 0.2]])
+    pbox = torch.tensor([[2.3, 1.6, 9.1, 8.7]])
+    soft, (ys, xs) = paste_mask_3x(probs[None, None], pbox, 10, 12, skip_empty=True)
+    full = torch.zeros(10, 12)
+    full[ys, xs] = soft[0]
+    binary = paste_masks_211(probs[None], pbox, 10, 12, 0.5)[0]
+    assert torch.equal(binary, full >= 0.5)
+    units["paste_mask"] = {"probs": _tl(probs), "box": _tl(pbox[0]), "image_hw": [10, 12],
+                           "window_rows": [int(ys.start), int(ys.stop)], "window_cols": [int(xs.start), int(xs.stop)],
+                           "pasted": _tl(full), "binary": _tl(binary.float()), "threshold": 0.5}
+
+    # COCO RLE (pycocotools), column-major run lengths starting with a run of zeros
+    m = np.zeros((5, 7), dtype=np.uint8)
+    m[1:4, 2:6] = 1
+    m[0, 0] = 1
+    m[4, 6] = 1
+    rle = [{"mask": m.tolist(), **rle_of(m), "area": int(mask_util.area(mask_util.encode(np.asfortranarray(m)))),
+            "bbox_xywh": [float(v) for v in mask_util.toBbox(mask_util.encode(np.asfortranarray(m)))]}]
+    for mm in (np.zeros((3, 4), np.uint8), np.ones((3, 4), np.uint8)):
+        rle.append({"mask": mm.tolist(), **rle_of(mm)})
+    big = np.zeros((40, 60), dtype=np.uint8)
+    big[5:35, 10:50] = 1
+    big[20:25, :] = 1
+    rle.append({"mask_rle_of": "40x60 zeros, [5:35, 10:50] and [20:25, :] set", **rle_of(big)})
+    units["coco_rle"] = rle
+    return units
+
+
+# ----------------------------------------------------------------------------------------------
 # writing
 
 _ST_DTYPES = {torch.float32: "F32", torch.uint8: "U8"}
@@ -1046,6 +1292,10 @@ def main() -> None:
                       f"  proposals {s['proposals']}  detections {s['detections']}"
                       f"  scores {s.get('score_range')}  {size / 1e3:.0f} KB\n"
                       f"{'':22s} masks {s.get('mask_areas')}\n{'':22s} checks {json.dumps(checks)}")
+    units = make_units(None)
+    with open(os.path.join(OUT, "units.json"), "w") as f:
+        f.write(dump_json(units) + "\n")
+    total += os.path.getsize(os.path.join(OUT, "units.json"))
     wsize = folder_size(os.path.join(OUT, "weights"))
     total += wsize
     print("\n".join(report))
