@@ -1108,6 +1108,205 @@ def make_units(mirror_211) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# mmdet 2.11's own test code, compiled from the mirror (a cross-check; nothing of it is stored)
+
+class Mmdet211:
+    """The test-time functions of mmdet 2.11.0 (Sense-X/UniFormer's object_detection/mmdet), read
+    from a git mirror at run time and compiled one function at a time: decorators (@force_fp32,
+    @mmcv.jit, registries) dropped, mmcv 1.3 names supplied from mmcv 2.1 / mmengine (ConfigDict,
+    mmcv.ops batched_nms with our torchvision kernel). `two_stage(model, ...)` and `single_stage(...)`
+    run 2.11's TwoStageDetector / SingleStageDetector.simple_test on shims that hold the mmdet 3.3
+    modules (backbone, neck, heads' forward) and 2.11's AnchorGenerator and delta2bbox."""
+
+    SOURCES = {
+        "core/bbox/coder/delta_xywh_bbox_coder.py": ["delta2bbox"],
+        "core/anchor/anchor_generator.py": ["AnchorGenerator"],
+        "core/post_processing/bbox_nms.py": ["multiclass_nms"],
+        "core/post_processing/merge_augs.py": ["merge_aug_masks"],
+        "core/bbox/transforms.py": ["bbox2roi", "bbox2result"],
+        "models/dense_heads/anchor_head.py": ["AnchorHead.get_bboxes", "AnchorHead._get_bboxes"],
+        "models/dense_heads/rpn_head.py": ["RPNHead._get_bboxes"],
+        "models/dense_heads/rpn_test_mixin.py": ["RPNTestMixin.simple_test_rpn"],
+        "models/roi_heads/bbox_heads/bbox_head.py": ["BBoxHead.get_bboxes", "BBoxHead.regress_by_class"],
+        "models/roi_heads/mask_heads/fcn_mask_head.py": ["FCNMaskHead.get_seg_masks", "_do_paste_mask"],
+        "models/roi_heads/test_mixins.py": ["BBoxTestMixin.simple_test_bboxes", "MaskTestMixin.simple_test_mask"],
+        "models/roi_heads/standard_roi_head.py": ["StandardRoIHead._bbox_forward", "StandardRoIHead._mask_forward",
+                                                  "StandardRoIHead.simple_test"],
+        "models/roi_heads/cascade_roi_head.py": ["CascadeRoIHead._bbox_forward", "CascadeRoIHead._mask_forward",
+                                                 "CascadeRoIHead.simple_test"],
+        "models/detectors/two_stage.py": ["TwoStageDetector.simple_test"],
+        "models/detectors/single_stage.py": ["SingleStageDetector.simple_test"],
+    }
+
+    def __init__(self, mirror: str):
+        ver = subprocess.run(["git", "-C", mirror, "show", "HEAD:object_detection/mmdet/version.py"],
+                             check=True, capture_output=True, text=True).stdout
+        assert "__version__ = '2.11.0'" in ver, "the mirror's mmdet is not 2.11.0"
+        self.ns = {"torch": torch, "np": np, "F": F, "nn": nn, "copy": copy, "warnings": warnings, "sys": sys,
+                   "ConfigDict": ConfigDict, "batched_nms": batched_nms, "_pair": torch.nn.modules.utils._pair,
+                   "BYTES_PER_FLOAT": 4, "GPU_MEM_LIMIT": 1024 ** 3, "mmcv": mmcv}
+        self.fn = {}
+        for path, names in self.SOURCES.items():
+            src = subprocess.run(["git", "-C", mirror, "show", f"HEAD:object_detection/mmdet/{path}"],
+                                 check=True, capture_output=True, text=True).stdout
+            tree = ast.parse(src)
+            for name in names:
+                cls_name, _, meth = name.rpartition(".")
+                nodes = tree.body
+                if cls_name:
+                    nodes = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls_name).body
+                node = next(n for n in nodes if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == meth)
+                node = copy.deepcopy(node)
+                node.decorator_list = []
+                if isinstance(node, ast.ClassDef):
+                    node.bases = []
+                    for sub in node.body:
+                        if isinstance(sub, ast.FunctionDef):
+                            sub.decorator_list = [d for d in sub.decorator_list
+                                                  if isinstance(d, ast.Name) and d.id == "property"]
+                local = {}
+                exec(compile(ast.Module(body=[node], type_ignores=[]), f"mmdet-2.11/{path}", "exec"), self.ns, local)
+                self.fn[name] = local[meth]
+                if not cls_name:
+                    self.ns[meth] = local[meth]
+
+    # -- pieces ------------------------------------------------------------------------------
+    def check_anchors(self, cfg: dict, base_3x, grid_3x) -> bool:
+        gen = self.fn["AnchorGenerator"](**{k: v for k, v in cfg.items() if k != "type"})
+        grid = gen.single_level_grid_anchors(gen.base_anchors[0], (3, 4), gen.strides[0], device="cpu")
+        ok = all(torch.equal(a, b) for a, b in zip(gen.base_anchors, base_3x)) and torch.equal(grid, grid_3x)
+        if not ok:
+            raise RuntimeError("anchors differ from mmdet 2.11's AnchorGenerator")
+        return ok
+
+    def check_decode(self, rois, deltas, out1, rois2, deltas2, stds, out2) -> bool:
+        d = self.fn["delta2bbox"]
+        ok = torch.equal(d(rois, deltas, max_shape=(32, 32)), out1) and \
+            torch.equal(d(rois2, deltas2, (0.0,) * 4, stds, max_shape=(90, 120)), out2)
+        if not ok:
+            raise RuntimeError("decoding differs from mmdet 2.11's delta2bbox")
+        return ok
+
+    def _bind(self, obj, *names):
+        for n in names:
+            setattr(obj, n.rpartition(".")[2], types.MethodType(self.fn[n], obj))
+        return obj
+
+    def _coder(self, c3):
+        d = self.fn["delta2bbox"]
+        c = types.SimpleNamespace(means=c3.means, stds=c3.stds)
+        c.decode = lambda bboxes, pred, max_shape=None, wh_ratio_clip=16 / 1000: d(
+            bboxes, pred, c3.means, c3.stds, max_shape, wh_ratio_clip, True)
+        return c
+
+    class _Shim:
+        def __init__(self, module=None, **attrs):
+            self._module = module
+            self.__dict__.update(attrs)
+
+        def __call__(self, *a, **k):
+            return self._module(*a, **k)
+
+    def _bbox_head(self, h3):
+        sh = self._Shim(h3, bbox_coder=self._coder(h3.bbox_coder), reg_class_agnostic=h3.reg_class_agnostic,
+                        num_classes=h3.num_classes)
+        return self._bind(sh, "BBoxHead.get_bboxes", "BBoxHead.regress_by_class")
+
+    def _mask_head(self, h3):
+        return self._bind(self._Shim(h3, num_classes=h3.num_classes, class_agnostic=False),
+                          "FCNMaskHead.get_seg_masks")
+
+    def _anchor_gen(self, cfg: dict):
+        return self.fn["AnchorGenerator"](**{k: v for k, v in cfg.items() if k != "type"})
+
+    @staticmethod
+    def metas(meta: dict) -> list:
+        return [dict(img_shape=(*meta["img_shape"], 3), ori_shape=(*meta["ori_shape"], 3),
+                     pad_shape=(*meta["pad_shape"], 3), scale_factor=meta["scale_factor"].copy(),
+                     flip=False, flip_direction=None)]
+
+    # -- whole detectors ---------------------------------------------------------------------
+    def two_stage(self, model: nn.Module, model_json: dict, inp: torch.Tensor, meta: dict):
+        """2.11 TwoStageDetector.simple_test(rescale=True) -> (proposals [N,5], bbox_results per
+        class, segm_results per class)"""
+        rpn_cfg = dict(model_json["test_cfg"]["rpn"])
+        rpn = self._Shim(model.rpn_head, anchor_generator=self._anchor_gen(model_json["rpn_head"]["anchor_generator"]),
+                         bbox_coder=self._coder(model.rpn_head.bbox_coder), test_cfg=ConfigDict(rpn_cfg),
+                         use_sigmoid_cls=True, cls_out_channels=1)
+        rpn._get_bboxes = types.MethodType(self.fn["RPNHead._get_bboxes"], rpn)
+        self._bind(rpn, "AnchorHead.get_bboxes", "RPNTestMixin.simple_test_rpn")
+        rh3 = model.roi_head
+        rcnn = ConfigDict(model_json["test_cfg"]["rcnn"])
+        if isinstance(rh3.bbox_head, nn.ModuleList):
+            rh = self._Shim(None, bbox_roi_extractor=rh3.bbox_roi_extractor, mask_roi_extractor=rh3.mask_roi_extractor,
+                            bbox_head=[self._bbox_head(h) for h in rh3.bbox_head],
+                            mask_head=[self._mask_head(h) for h in rh3.mask_head], num_stages=rh3.num_stages,
+                            test_cfg=rcnn, with_bbox=True, with_mask=True, with_shared_head=False,
+                            share_roi_extractor=False)
+            self._bind(rh, "CascadeRoIHead._bbox_forward", "CascadeRoIHead._mask_forward", "CascadeRoIHead.simple_test")
+        else:
+            rh = self._Shim(None, bbox_roi_extractor=rh3.bbox_roi_extractor, mask_roi_extractor=rh3.mask_roi_extractor,
+                            bbox_head=self._bbox_head(rh3.bbox_head), mask_head=self._mask_head(rh3.mask_head),
+                            test_cfg=rcnn, with_bbox=True, with_mask=True, with_shared_head=False,
+                            share_roi_extractor=False)
+            self._bind(rh, "StandardRoIHead._bbox_forward", "StandardRoIHead._mask_forward", "StandardRoIHead.simple_test",
+                       "BBoxTestMixin.simple_test_bboxes", "MaskTestMixin.simple_test_mask")
+        det = self._Shim(None, rpn_head=rpn, roi_head=rh, with_bbox=True,
+                         extract_feat=lambda img: model.neck(model.backbone(img)))
+        self._bind(det, "TwoStageDetector.simple_test")
+        metas = self.metas(meta)
+        proposals = rpn.simple_test_rpn(det.extract_feat(inp), metas)[0]
+        bbox_results, segm_results = det.simple_test(inp, metas, rescale=True)[0]
+        return proposals, bbox_results, segm_results
+
+    def single_stage(self, model: nn.Module, model_json: dict, inp: torch.Tensor, meta: dict):
+        """2.11 SingleStageDetector.simple_test(rescale=True) for RetinaNet -> bbox_results per class"""
+        h3 = model.bbox_head
+        head = self._Shim(h3, anchor_generator=self._anchor_gen(model_json["bbox_head"]["anchor_generator"]),
+                          bbox_coder=self._coder(h3.bbox_coder), test_cfg=ConfigDict(model_json["test_cfg"]),
+                          use_sigmoid_cls=True, cls_out_channels=h3.cls_out_channels, num_classes=h3.num_classes)
+        self._bind(head, "AnchorHead.get_bboxes", "AnchorHead._get_bboxes")
+        det = self._Shim(None, bbox_head=head, extract_feat=lambda img: model.neck(model.backbone(img)))
+        self._bind(det, "SingleStageDetector.simple_test")
+        return det.simple_test(inp, self.metas(meta), rescale=True)[0]
+
+
+def per_class(out: dict) -> tuple[list, list]:
+    """our detections grouped as 2.11's bbox2result / segm lists (per class, in detection order)"""
+    boxes, masks = [], []
+    for c in range(NUM_CLASSES):
+        sel = (out["det_labels"] == c).nonzero(as_tuple=False).squeeze(1)
+        boxes.append(out["det_bboxes"][sel].numpy())
+        if "det_masks" in out:
+            masks.append([out["det_masks"][i].numpy() for i in sel.tolist()])
+    return boxes, masks
+
+
+@torch.no_grad()
+def check_211(m211: Mmdet211, model: nn.Module, config: dict, inp: torch.Tensor, meta: dict, out: dict) -> dict:
+    """our fixture vs mmdet 2.11's own code (Mask R-CNN / Cascade: equal; RetinaNet: what 2.11 gives)"""
+    if "rpn_proposals" in out:
+        proposals, bbox_results, segm_results = m211.two_stage(model, config["model"], inp, meta)
+        if not torch.equal(proposals, out["rpn_proposals"]):
+            raise RuntimeError("RPN proposals differ from mmdet 2.11's")
+        boxes, masks = per_class(out)
+        for c in range(NUM_CLASSES):
+            if not np.array_equal(bbox_results[c], boxes[c]):
+                raise RuntimeError(f"class {c} boxes differ from mmdet 2.11's")
+            if len(segm_results[c]) != len(masks[c]) or not all(np.array_equal(a, b) for a, b in zip(segm_results[c], masks[c])):
+                raise RuntimeError(f"class {c} masks differ from mmdet 2.11's")
+        return {"equal_to_mmdet_2_11": True, "compared": "rpn proposals, per-class boxes+scores, per-class masks (bitwise)"}
+    bbox_results = m211.single_stage(model, config["model"], inp, meta)
+    boxes, _ = per_class(out)
+    n211 = int(sum(len(b) for b in bbox_results))
+    same = all(np.array_equal(a, b) for a, b in zip(bbox_results, boxes))
+    close = n211 == out["det_bboxes"].shape[0] and all(
+        a.shape == b.shape and np.allclose(a, b, rtol=0, atol=1e-4) for a, b in zip(bbox_results, boxes))
+    return {"equal_to_mmdet_2_11": same, "equal_to_mmdet_2_11_within_1e-4": close, "mmdet_2_11_detections": n211,
+            "note": "RetinaNet follows mmdet 3.x (DIFFERENCES 5-6); this records what 2.11's code gives"}
+
+
+# ----------------------------------------------------------------------------------------------
 # writing
 
 _ST_DTYPES = {torch.float32: "F32", torch.uint8: "U8"}
@@ -1207,6 +1406,11 @@ def main() -> None:
               f"numpy {np.__version__}, cv2 {cv2.__version__}, pycocotools, Pillow {PIL.__version__}")
         return
 
+    try:
+        m211 = Mmdet211(MIRROR)
+    except (OSError, subprocess.CalledProcessError, StopIteration) as e:
+        m211 = None
+        print(f"(no usable Sense-X/UniFormer mirror at {MIRROR}: not compared with mmdet 2.11's code: {e})")
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
@@ -1260,6 +1464,8 @@ def main() -> None:
             # only 2.11's StandardRoIHead has the padding masks (DIFFERENCES 4); CascadeRoIHead does not
             raise RuntimeError(f"{name}: a box with y2 == 0 (2.11's padding-mask accident); change the seed")
         checks = self_check(case, config, wpath, image, inp, meta, out)
+        if m211 is not None:
+            checks["mmdet_2_11"] = check_211(m211, model, config, inp, meta, out)
         s = summary(out)
         if name == "mask_rcnn_empty":
             if s["detections"] != 0:
@@ -1292,7 +1498,7 @@ def main() -> None:
                       f"  proposals {s['proposals']}  detections {s['detections']}"
                       f"  scores {s.get('score_range')}  {size / 1e3:.0f} KB\n"
                       f"{'':22s} masks {s.get('mask_areas')}\n{'':22s} checks {json.dumps(checks)}")
-    units = make_units(None)
+    units = make_units(m211)
     with open(os.path.join(OUT, "units.json"), "w") as f:
         f.write(dump_json(units) + "\n")
     total += os.path.getsize(os.path.join(OUT, "units.json"))
