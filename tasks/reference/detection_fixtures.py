@@ -315,7 +315,7 @@ def case_config(case: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # the mmdet 3.3 model
 
-def mmdet_cfg(model: dict, data: dict | None = None) -> ConfigDict:
+def mmdet_cfg(model: dict, data: dict | None = None, translate_min_bbox_size: bool = True) -> ConfigDict:
     """Our 2.11 model dict -> the 3.x config that computes the same: SyncBN -> BN (eval), no
     `pretrained`, RPN min_bbox_size 0 -> -1 (2.11 filters only when > 0), + DetDataPreprocessor."""
     def walk(v):
@@ -330,7 +330,7 @@ def mmdet_cfg(model: dict, data: dict | None = None) -> ConfigDict:
     cfg = walk(copy.deepcopy(model))
     cfg.pop("pretrained", None)
     rpn = cfg.get("test_cfg", {}).get("rpn")
-    if rpn is not None:
+    if rpn is not None and translate_min_bbox_size:
         m = rpn.get("min_bbox_size", 0)
         if m > 0:
             raise ValueError("min_bbox_size > 0: 2.11 keeps w >= m, 3.x w > m; not translated")
@@ -341,8 +341,8 @@ def mmdet_cfg(model: dict, data: dict | None = None) -> ConfigDict:
     return ConfigDict(cfg)
 
 
-def build_detector(model: dict, data: dict | None = None) -> nn.Module:
-    det = MODELS.build(mmdet_cfg(model, data)).eval()
+def build_detector(model: dict, data: dict | None = None, translate_min_bbox_size: bool = True) -> nn.Module:
+    det = MODELS.build(mmdet_cfg(model, data, translate_min_bbox_size)).eval()
     det.backbone_cfg = dict(model["backbone"])
     return det
 
@@ -848,6 +848,14 @@ def self_check(case: dict, config: dict, weights: str, image: str, inp: torch.Te
             raise RuntimeError(f"{name}: 3.x RPN proposals differ")
     res = model.predict(inp.clone(), [sample_for(meta)], rescale=True)[0].pred_instances
     checks["predict"] = compare_dets(name, "model.predict", out, res, 1e-4, 1e-6)
+    if "rpn_proposals" in out:
+        # what 3.x gives with the config as written (min_bbox_size 0: zero-size proposals dropped)
+        m0 = build_detector(config["model"], config["data"], translate_min_bbox_size=False)
+        m0.load_state_dict(model.state_dict(), strict=True)
+        x0 = m0.extract_feat(inp)
+        p0 = m0.rpn_head.predict(x0, [sample_for(meta)], rescale=False)[0]
+        r0 = m0.predict(inp.clone(), [sample_for(meta)], rescale=True)[0].pred_instances
+        checks["mmdet_3x_with_min_bbox_size_0"] = {"proposals": len(p0), "detections": len(r0)}
 
     # 3. the whole 3.x path from the file: inference_detector (LoadImageFromFile, Resize keep_ratio,
     # PackDetInputs, DetDataPreprocessor normalisation in torch and padding)
