@@ -81,7 +81,7 @@ public struct StateDict: Sendable {
     }
 
     /// Reads a checkpoint, detecting its format from the first bytes:
-    /// `PK\x03\x04` → torch zip, `\x80` (a pickle) → legacy torch, `{` after an 8-byte length → safetensors.
+    /// `PK\x03\x04` → torch zip, `{` after an 8-byte length → safetensors, `\x80` (a pickle) → legacy torch.
     public init(contentsOf url: URL) throws {
         let file = url.relativePath  // as the user gave it
         let data: Data
@@ -99,11 +99,13 @@ public struct StateDict: Sendable {
         if head.starts(with: [0x50, 0x4b, 0x03, 0x04]) {
             return try TorchCheckpoint.loadZip(data, file: file)
         }
-        if head.first == 0x80 {
-            return try TorchCheckpoint.loadLegacy(data, file: file)
-        }
+        // safetensors before the pickle test: its 8-byte header length starts with 0x80 whenever the
+        // length is 128 more than a multiple of 256, while a legacy .pth has 0xf9 at byte 8, never '{'.
         if head.count == 9, head[8] == UInt8(ascii: "{") {
             return try Safetensors.load(data, file: file)
+        }
+        if head.first == 0x80 {
+            return try TorchCheckpoint.loadLegacy(data, file: file)
         }
         if head.starts(with: [0x50, 0x4b]) {  // a zip that does not start with a local header
             throw WeightError.corrupt(file: file, reason: "zip archive does not start with a local file header")

@@ -193,3 +193,20 @@ enum WeightFixtures {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
     }
 }
+
+@Suite struct WeightsFormatDetection {
+    /// A safetensors header of 128 + 256·k bytes makes the file start with 0x80, the pickle PROTO byte.
+    @Test func safetensorsWhoseLengthStartsWith0x80IsNotTakenForAPickle() throws {
+        for pad in 0..<300 {
+            let meta = ["note": String(repeating: "x", count: pad)]
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("uf-0x80-\(pad).safetensors")
+            try writeSafetensors([(name: "t", tensor: Tensor(shape: [2], data: [1, 2]))], metadata: meta, to: url)
+            let bytes = try Data(contentsOf: url)
+            let dict = try StateDict(contentsOf: url)
+            #expect(try dict.tensors["t"]?.tensor().data == [1, 2])
+            try? FileManager.default.removeItem(at: url)
+            if bytes.first == 0x80 { return }   // the case in question was exercised
+        }
+        Issue.record("no header length with a 0x80 low byte was produced")
+    }
+}
