@@ -137,7 +137,7 @@ func writeAtomically(_ text: String, to url: URL) throws {
     let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
     do {
         try Data(text.utf8).write(to: tmp)
-        _ = try FileManager.default.replaceItemAt(url, withItemAt: tmp)
+        guard rename(tmp.path, url.path) == 0 else { throw NSError(domain: NSPOSIXErrorDomain, code: Int(errno)) }
     } catch {
         try? FileManager.default.removeItem(at: tmp)
         throw InputError(description: "\(url.path): cannot write: \((error as NSError).localizedDescription)")

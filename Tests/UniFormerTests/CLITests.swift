@@ -2,6 +2,7 @@
 
 import Foundation
 import Imaging
+import ModelConfig
 import Testing
 import UniFormer
 import Weights
@@ -153,5 +154,52 @@ func scratchDirectory() throws -> URL {
         #expect(r.status != 0)
         #expect(r.stderr.contains("decode_head.") && r.stderr.contains("[48,") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "/tmp/never.png"))
+    }
+}
+
+@Suite struct DetectCLI {
+    /// `uniformer detect` writes the JSON mmdet's results give (detections.json of the fixture: boxes
+    /// [x, y, w, h] in original pixels, scores, class ids and names, COCO RLE masks from pycocotools).
+    @Test(arguments: ["mask_rcnn_global", "cascade_mask_rcnn", "mask_rcnn_empty"])
+    func jsonMatchesTheReference(_ name: String) throws {
+        let dir = Fixtures.root.appendingPathComponent("detection").appendingPathComponent(name)
+        let cfg = try JSON.load(contentsOf: dir.appendingPathComponent("config.json"))
+        guard case let .string(weights)? = cfg["weights"] else { Issue.record("no weights"); return }
+        let out = try scratchDirectory().appendingPathComponent("out.json")
+        let r = try runTool(["detect", dir.appendingPathComponent("image.png").path, "-o", out.path,
+                             "--model", dir.appendingPathComponent("config.json").path,
+                             "--weights", dir.appendingPathComponent(weights).path, "--threads", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let got = try JSON.load(contentsOf: out), want = try JSON.load(contentsOf: dir.appendingPathComponent("detections.json"))
+        #expect(got["width"] == want["width"] && got["height"] == want["height"])
+        guard case let .array(g)? = got["detections"], case let .array(w)? = want["detections"] else {
+            Issue.record("\(name): no detections list"); return
+        }
+        #expect(g.count == w.count, "\(name): \(g.count) vs \(w.count) detections")
+        func numbers(_ v: JSON?) -> [Double] {
+            guard case let .array(a)? = v else { return [] }
+            return a.compactMap { if case let .double(d) = $0 { return d }; if case let .int(i) = $0 { return Double(i) }; return nil }
+        }
+        var sameMasks = 0
+        for (a, b) in zip(g, w) {
+            #expect(a["category_id"] == b["category_id"] && a["label"] == b["label"])
+            #expect(zip(numbers(a["bbox"]), numbers(b["bbox"])).allSatisfy { abs($0 - $1) <= 0.01 }, "\(name): \(a) vs \(b)")
+            #expect(abs((numbers(.array([a["score"]!])).first ?? 0) - (numbers(.array([b["score"]!])).first ?? 1)) <= 1e-3)
+            if a["segmentation"]?["counts"] == b["segmentation"]?["counts"] { sameMasks += 1 }
+        }
+        #expect(sameMasks == w.count, "\(name): \(w.count - sameMasks) RLE masks differ")
+    }
+
+    @Test func aCheckpointWithOtherClassesThanTheConfigIsAClearError() throws {
+        let dir = Fixtures.root.appendingPathComponent("detection/mask_rcnn_global")
+        let text = try String(contentsOf: dir.appendingPathComponent("config.json"), encoding: .utf8)
+            .replacingOccurrences(of: "\"num_classes\": 5", with: "\"num_classes\": 7")
+        #expect(text.contains("\"num_classes\": 7"))
+        let cfg = try scratchDirectory().appendingPathComponent("seven.json")
+        try text.write(to: cfg, atomically: true, encoding: .utf8)
+        let r = try runTool(["detect", dir.appendingPathComponent("image.png").path, "--model", cfg.path,
+                             "--weights", dir.appendingPathComponent("../weights/mask_rcnn.pth").path])
+        #expect(r.status != 0 && r.stdout.isEmpty)
+        #expect(r.stderr.contains("roi_head.bbox_head.fc_cls.weight") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
     }
 }
