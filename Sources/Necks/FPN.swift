@@ -13,7 +13,7 @@ import TensorCore
 import Weights
 
 public struct FPNConfig: Sendable, Equatable {
-    public enum ExtraSource: String, Sendable { case none, onInput = "on_input", onLateral = "on_lateral", onOutput = "on_output" }
+    public enum ExtraSource: String, Sendable { case off, onInput = "on_input", onLateral = "on_lateral", onOutput = "on_output" }
     public var inChannels: [Int]
     public var outChannels: Int
     public var numOuts: Int
@@ -32,10 +32,10 @@ public struct FPNConfig: Sendable, Equatable {
         let end = try node.int("end_level", default: -1)
         endLevel = end == -1 ? inChannels.count : end + 1
         switch node.value["add_extra_convs"] {
-        case nil, .null?, .bool(false)?: extra = .none
+        case nil, .null?, .bool(false)?: extra = .off
         case .bool(true)?: extra = .onInput
         case let .string(s)?:
-            guard let e = ExtraSource(rawValue: s), e != .none else { throw node.invalid("add_extra_convs", "unknown value '\(s)'") }
+            guard let e = ExtraSource(rawValue: s), e != .off else { throw node.invalid("add_extra_convs", "unknown value '\(s)'") }
             extra = e
         case let v?: throw ConfigError.wrongType(file: node.file, field: node.fieldPath("add_extra_convs"), expected: "false or a string", got: v.typeName)
         }
@@ -60,11 +60,11 @@ public struct FPN: Sendable {
         laterals = try used.enumerated().map { i, level in
             try ConvModule(w.child("lateral_convs").child(i), in: config.inChannels[level], out: c, kernel: 1, norm: false, relu: false)
         }
-        outputs = try used.indices.map { i in
+        outputs = try (0..<used.count).map { i in
             try ConvModule(w.child("fpn_convs").child(i), in: c, out: c, kernel: 3, padding: 1, norm: false, relu: false)
         }
         let extraCount = config.numOuts - used.count
-        if config.extra == .none || extraCount <= 0 {
+        if config.extra == .off || extraCount <= 0 {
             extras = []
         } else {
             extras = try (0..<extraCount).map { j in

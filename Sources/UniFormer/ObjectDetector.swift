@@ -14,9 +14,52 @@ import ModelConfig
 import TensorCore
 import Weights
 
+/// The detector a config describes: two-stage (Mask R-CNN, Cascade Mask R-CNN) or RetinaNet.
+public enum AnyDetector: Sendable {
+    case twoStage(TwoStageDetector)
+    case singleStage(SingleStageDetector)
+
+    public var backbone: UniFormerBackbone {
+        switch self {
+        case let .twoStage(d): return d.backbone
+        case let .singleStage(d): return d.backbone
+        }
+    }
+
+    public var numClasses: Int {
+        switch self {
+        case let .twoStage(d): return d.numClasses
+        case let .singleStage(d): return d.numClasses
+        }
+    }
+
+    /// FPN levels [H_i, W_i, C] of a prepared input.
+    public func pyramid(_ input: Tensor, attention: StageAttention? = nil, _ ctx: ComputeContext) -> [Tensor] {
+        switch self {
+        case let .twoStage(d): return d.pyramid(input, attention: attention, ctx)
+        case let .singleStage(d): return d.pyramid(input, attention: attention, ctx)
+        }
+    }
+
+    public func detect(_ input: Tensor, meta: ImageMeta, attention: StageAttention? = nil, _ ctx: ComputeContext) -> [Detection] {
+        switch self {
+        case let .twoStage(d): return d.detect(input, meta: meta, attention: attention, ctx)
+        case let .singleStage(d): return d.detect(input, meta: meta, attention: attention, ctx)
+        }
+    }
+
+    public init(_ model: ConfigNode, weights root: WeightScope) throws {
+        if try model.string("type") == "RetinaNet" {
+            self = .singleStage(try SingleStageDetector(model, weights: root))
+        } else {
+            self = .twoStage(try TwoStageDetector(config: try DetectorConfig(model), weights: root))
+        }
+    }
+}
+
 public final class ObjectDetector: Sendable {
     public let file: ModelFile
-    public let detector: TwoStageDetector
+    public let detector: AnyDetector
     public let context: ComputeContext
     public let classes: [String]
 
@@ -25,10 +68,9 @@ public final class ObjectDetector: Sendable {
         guard file.kind == .detection else {
             throw ModelError.wrongModel(file: file.url.path, reason: "not a detection config (model.type must be MaskRCNN, FasterRCNN, CascadeRCNN or RetinaNet)")
         }
-        let config = try DetectorConfig(file.model)
         let dict = try StateDict(contentsOf: weights)
         let root = WeightScope(dict)
-        detector = try TwoStageDetector(config: config, weights: root)
+        detector = try AnyDetector(file.model, weights: root)
         try root.finish(ignoring: TwoStageDetector.unusedKeys)
         context = ComputeContext(threads: threads)
         classes = try classNames(file, dict, count: detector.numClasses, field: "bbox_head.num_classes")

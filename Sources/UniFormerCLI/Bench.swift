@@ -75,7 +75,7 @@ struct Bench: ParsableCommand {
                 once = { _ = seg.inference(input, attention: mode, ctx) }
             case .detection:
                 // the whole detector on an already resized and padded input, the image filling it
-                let det = try TwoStageDetector(config: try DetectorConfig(file.model), weights: root)
+                let det = try AnyDetector(file.model, weights: root)
                 net = det.backbone
                 let meta = ImageMeta(originalSize: (h, w), imageShape: (h, w))
                 once = { _ = det.detect(input, meta: meta, attention: mode, ctx) }

@@ -49,7 +49,7 @@ func unpackBits(_ packed: ArraySlice<Float>, width: Int) -> [Bool] {
 }
 
 @Suite struct DetectionParity {
-    @Test(arguments: ["mask_rcnn_global", "mask_rcnn_hybrid", "cascade_mask_rcnn", "mask_rcnn_empty", "mask_rcnn_tiny_image"])
+    @Test(arguments: ["mask_rcnn_global", "mask_rcnn_hybrid", "cascade_mask_rcnn", "mask_rcnn_empty", "mask_rcnn_tiny_image", "retinanet"])
     func matchesMmdet(_ name: String) throws {
         let dir = Fixtures.root.appendingPathComponent("detection").appendingPathComponent(name)
         let json = try JSON.load(contentsOf: dir.appendingPathComponent("config.json"))
@@ -77,7 +77,8 @@ func unpackBits(_ packed: ArraySlice<Float>, width: Int) -> [Bool] {
         // 3. RPN proposals: each reference proposal found among ours (IoU ≥ 0.99, score within 1e-3)
         if io.tensors["rpn_proposals"] != nil {
             let want = scoredRows(try ref("rpn_proposals"))
-            let got = model.detector.proposals(feats, meta: meta, ctx)
+            guard case let .twoStage(twoStage) = model.detector else { Issue.record("\(name): proposals from a single-stage model"); return }
+            let got = twoStage.proposals(feats, meta: meta, ctx)
             #expect(got.count == want.count, "\(name): \(got.count) proposals vs \(want.count)")
             let matched = want.filter { w in got.contains { sameBox($0.box, w.0) && abs($0.score - w.1) <= 1e-3 } }.count
             let missing = want.filter { w in !got.contains { sameBox($0.box, w.0) && abs($0.score - w.1) <= 1e-3 } }
