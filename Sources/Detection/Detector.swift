@@ -84,12 +84,16 @@ public struct TwoStageDetector: Sendable {
         rpnHead.proposals(feats, imageShape: meta.imageShape, cfg: config.rpn, ctx)
     }
 
+    /// The whole detector; with a profiler, each stage's time is also recorded under "stage: …".
     public func detect(_ input: Tensor, meta: ImageMeta, attention: StageAttention? = nil, _ ctx: ComputeContext) -> [Detection] {
-        let feats = pyramid(input, attention: attention, ctx)
-        let props = proposals(feats, meta: meta, ctx)
-        switch roiHead {
-        case let .standard(h): return h.detect(feats, proposals: props, meta: meta, cfg: config.rcnn, ctx)
-        case let .cascade(h): return h.detect(feats, proposals: props, meta: meta, cfg: config.rcnn, ctx)
+        let levels = ctx.timed("stage: backbone") { backbone.featureMaps(input, attention: attention, ctx) }
+        let feats = ctx.timed("stage: neck") { neck(levels, ctx) }
+        let props = ctx.timed("stage: rpn") { proposals(feats, meta: meta, ctx) }
+        return ctx.timed("stage: roi heads") {
+            switch roiHead {
+            case let .standard(h): return h.detect(feats, proposals: props, meta: meta, cfg: config.rcnn, ctx)
+            case let .cascade(h): return h.detect(feats, proposals: props, meta: meta, cfg: config.rcnn, ctx)
+            }
         }
     }
 }

@@ -104,8 +104,17 @@ struct Bench: ParsableCommand {
             }
             if profile {
                 let total = times.reduce(0, +) / 1e3
+                let report = profiler.report
+                let stages = report.filter { $0.kind.hasPrefix("stage: ") }
+                if !stages.isEmpty {
+                    print("per stage (mean per run):")
+                    for r in stages {
+                        print("  " + String(r.kind.dropFirst(7)).padding(toLength: 18, withPad: " ", startingAt: 0)
+                              + String(format: "%8.2f ms  %5.1f%%", r.seconds / Double(runs) * 1e3, r.seconds / total * 100))
+                    }
+                }
                 print("per operator kind (mean per run):")
-                for r in profiler.report {
+                for r in report where !r.kind.hasPrefix("stage: ") {
                     print("  " + r.kind.padding(toLength: 18, withPad: " ", startingAt: 0)
                           + String(format: "%8.2f ms  %5.1f%%  (%d calls/run)", r.seconds / Double(runs) * 1e3, r.seconds / total * 100, r.calls / runs))
                 }
