@@ -4,6 +4,16 @@
 //! so a stride = kernel patch embedding drops an odd last row/column). The checkpoint's OIHW weight
 //! is repacked once at load to [O, kh, kw, C] so that each im2col row gathers contiguous channel
 //! runs; for stride = kernel and no padding a whole kernel row is one contiguous run of k·C floats.
+//! 3×3 convolutions with stride 1 and padding 1 go to Winograd (Winograd.swift) by default; the
+//! im2col path stays the general one and the reference that Winograd is tested against.
+
+/// How a `Conv2d` computes: the same function either way, up to float rounding.
+public enum ConvAlgorithm: Sendable, Equatable {
+    /// im2col in bands + one sgemm per band: any kernel, stride and padding.
+    case im2col
+    /// Winograd with the given transform: 3×3, stride 1, padding 1 only.
+    case winograd(WinogradTransform)
+}
 
 public struct Conv2d: Sendable {
     public let outChannels: Int
@@ -11,12 +21,15 @@ public struct Conv2d: Sendable {
     public let kernel: Int
     public let stride: Int
     public let padding: Int
-    /// [O, kh, kw, C] (repacked from OIHW).
+    public let algorithm: ConvAlgorithm
+    /// im2col: [O, kh, kw, C] (repacked from OIHW); Winograd: U = G g Gᵀ [α², O, C]. Only the form
+    /// the algorithm reads is kept (U is 4× the weight for F(4×4)).
     let packed: [Float]
     public let bias: [Float]?
 
-    /// weight: OIHW as in the checkpoint.
-    public init(weight: Tensor, bias: [Float]?, stride: Int, padding: Int) {
+    /// weight: OIHW as in the checkpoint. `algorithm` nil picks Winograd (`WinogradTransform.default`)
+    /// for 3×3, stride 1, padding 1, else im2col.
+    public init(weight: Tensor, bias: [Float]?, stride: Int, padding: Int, algorithm: ConvAlgorithm? = nil) {
         precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3], "Conv2d: weight \(weight.shape)")
         let (o, c, k) = (weight.shape[0], weight.shape[1], weight.shape[2])
         outChannels = o; inChannels = c; kernel = k
@@ -25,24 +38,40 @@ public struct Conv2d: Sendable {
         for oo in 0..<o { for cc in 0..<c { for ky in 0..<k { for kx in 0..<k {
             p[((oo * k + ky) * k + kx) * c + cc] = weight.data[((oo * c + cc) * k + ky) * k + kx]
         } } } }
-        packed = p
+        let winogradShape = k == 3 && stride == 1 && padding == 1
+        self.algorithm = algorithm ?? (winogradShape ? .winograd(.default) : .im2col)
+        switch self.algorithm {
+        case .im2col: packed = p
+        case let .winograd(tr):
+            precondition(winogradShape, "Conv2d: Winograd needs 3×3, stride 1, padding 1, got k \(k) s \(stride) p \(padding)")
+            packed = tr.transformWeights(p, outChannels: o, inChannels: c)
+        }
     }
 
     /// The same convolution followed by a per-output-channel affine (a BatchNorm after the conv).
+    /// Winograd's U is linear in the weight per output channel (G (s·g) Gᵀ = s · G g Gᵀ), so scaling
+    /// its output-channel rows is the same as transforming the folded weight.
     public func foldingOutputAffine(_ a: ChannelAffine) -> Conv2d {
         let per = kernel * kernel * inChannels
         var p = packed
         var b = bias ?? [Float](repeating: 0, count: outChannels)
-        for o in 0..<outChannels {
-            for j in 0..<per { p[o * per + j] *= a.scale[o] }
-            b[o] = b[o] * a.scale[o] + a.shift[o]
+        switch algorithm {
+        case .im2col:
+            for o in 0..<outChannels { for j in 0..<per { p[o * per + j] *= a.scale[o] } }
+        case .winograd:
+            let c = inChannels, positions = p.count / (outChannels * c)     // U [α², O, C]
+            for q in 0..<positions { for o in 0..<outChannels {
+                let row = (q * outChannels + o) * c
+                for j in 0..<c { p[row + j] *= a.scale[o] }
+            } }
         }
+        for o in 0..<outChannels { b[o] = b[o] * a.scale[o] + a.shift[o] }
         return Conv2d(packed: p, bias: b, like: self)
     }
 
     private init(packed: [Float], bias: [Float]?, like c: Conv2d) {
         outChannels = c.outChannels; inChannels = c.inChannels; kernel = c.kernel
-        stride = c.stride; padding = c.padding; self.packed = packed; self.bias = bias
+        stride = c.stride; padding = c.padding; algorithm = c.algorithm; self.packed = packed; self.bias = bias
     }
 
     public func outputSize(_ h: Int, _ w: Int) -> (Int, Int) {
@@ -55,8 +84,14 @@ public struct Conv2d: Sendable {
         let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = outputSize(h, w)
         precondition(ho > 0 && wo > 0, "Conv2d: input \(h)×\(w) smaller than the kernel \(kernel)")
-        // im2col: row (oy, ox) = [ky][kx][c] of the input window, zeros outside the image.
-        return ctx.timed("conv2d") { convolve(x, h, w, c, ho, wo, ctx) }
+        switch algorithm {
+        case .im2col:
+            return ctx.timed("conv2d") { convolve(x, h, w, c, ho, wo, ctx) }
+        case let .winograd(tr):
+            return ctx.timed("conv2d/winograd") {
+                winogradConv3x3(x, transform: tr, u: packed, outChannels: outChannels, bias: bias, ctx)
+            }
+        }
     }
 
     private func convolve(_ x: Tensor, _ h: Int, _ w: Int, _ c: Int, _ ho: Int, _ wo: Int, _ ctx: ComputeContext) -> Tensor {

@@ -17,4 +17,24 @@ void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bi
 float uf_exp(float x);
 float uf_erf(float x);
 
+// Winograd F(m×m, 3×3), α = m + 2 ∈ 4 … 8, on channels-last data (winograd.c). A band of tiles
+// is numbered t = 0, 1, … from tile `firstTile` in row-major order over a grid `tilesW` tiles wide;
+// the transformed data of position p = i·α + j of band tile t lives at p·posStride + t·channels.
+
+/// Input transform Bᵀ d B of band tiles [t0, t1): x [h, w, c] → v; tile (ty, tx) covers input rows
+/// ty·m − 1 … ty·m + α − 2 and the same columns, zero outside the image (padding 1). bt: Bᵀ [α, α].
+void uf_winograd_input(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int alpha, int m,
+                       const float *bt, ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1,
+                       float *v, ptrdiff_t posStride);
+
+/// Output transform Aᵀ M A + bias of band tiles [t0, t1): mm → y [h, w, cout], writing only the
+/// outputs inside the image. at: Aᵀ [m, α]; bias may be NULL.
+void uf_winograd_output(const float *mm, ptrdiff_t posStride, ptrdiff_t cout, int alpha, int m,
+                        const float *at, const float *bias, float *y, ptrdiff_t h, ptrdiff_t w,
+                        ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1);
+
+/// Weight transform G g Gᵀ in double: packed [o, 3, 3, c] → u [α², o, c]. g: G [α, 3].
+void uf_winograd_weights(const float *packed, ptrdiff_t o, ptrdiff_t c, int alpha, const double *g,
+                         float *u);
+
 #endif

@@ -1,0 +1,160 @@
+// Winograd F(m×m, 3×3) transforms on channels-last data (see include/ckernels.h and
+// Sources/TensorCore/Winograd.swift, which builds the matrices from interpolation points).
+//
+// Every element of a tile is a run of channels, so each transform is a small matrix product whose
+// "scalars" are channel vectors: the kernels work on 16 channels at a time in one vector
+// (clang/GCC vector extension; the x86-64-v4 clone keeps it in a zmm register, the others split it)
+// with the tile size α a compile-time constant (4 … 8), so the α×α coefficient loops unroll.
+// A channel tail shorter than 16 goes through the same code with partial loads and stores.
+
+#include "ckernels.h"
+#include <string.h>
+
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+
+typedef float v16 __attribute__((vector_size(64)));
+
+static inline v16 load_n(const float *p, int n) {
+    v16 r;
+    if (n == 16) { memcpy(&r, p, sizeof r); return r; }
+    r = (v16){0};
+    memcpy(&r, p, (size_t)n * sizeof(float));
+    return r;
+}
+
+static inline void store_n(float *p, v16 v, int n) {
+    if (n == 16) { memcpy(p, &v, sizeof v); return; }
+    memcpy(p, &v, (size_t)n * sizeof(float));
+}
+
+// V[(i·α + j)·posStride + t·c + ch] = (Bᵀ d B)[i][j] for the tiles t in [t0, t1) of a band whose
+// first tile is `firstTile` in row-major tile order over a grid `tilesW` wide. Tile (ty, tx) reads
+// input rows ty·m − 1 … ty·m + α − 2 (and the same for columns), zero outside the image.
+static inline void input_tiles(const int A, const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c,
+                               int m, const float *bt, ptrdiff_t tilesW, ptrdiff_t firstTile,
+                               ptrdiff_t t0, ptrdiff_t t1, float *v, ptrdiff_t posStride) {
+    float b[8][8];
+    for (int i = 0; i < A; i++) for (int k = 0; k < A; k++) b[i][k] = bt[i * A + k];
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        ptrdiff_t tile = firstTile + t;
+        ptrdiff_t iy0 = (tile / tilesW) * m - 1, ix0 = (tile % tilesW) * m - 1;
+        const float *src[8][8];
+        for (int i = 0; i < A; i++) for (int j = 0; j < A; j++) {
+            ptrdiff_t iy = iy0 + i, ix = ix0 + j;
+            src[i][j] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x + (iy * w + ix) * c : NULL;
+        }
+        for (ptrdiff_t c0 = 0; c0 < c; c0 += 16) {
+            int n = c - c0 < 16 ? (int)(c - c0) : 16;
+            v16 s[8][8];                               // s = Bᵀ d, column by column
+            for (int j = 0; j < A; j++) {
+                v16 d[8];
+                for (int k = 0; k < A; k++) d[k] = src[k][j] ? load_n(src[k][j] + c0, n) : (v16){0};
+                for (int i = 0; i < A; i++) {
+                    v16 acc = b[i][0] * d[0];
+                    for (int k = 1; k < A; k++) acc += b[i][k] * d[k];
+                    s[i][j] = acc;
+                }
+            }
+            float *dst = v + t * c + c0;
+            for (int i = 0; i < A; i++) for (int j = 0; j < A; j++) {   // (Bᵀ d) B, row by row
+                v16 acc = s[i][0] * b[j][0];
+                for (int k = 1; k < A; k++) acc += s[i][k] * b[j][k];
+                store_n(dst + (i * A + j) * posStride, acc, n);
+            }
+        }
+    }
+}
+
+CLONES
+void uf_winograd_input(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int alpha, int m,
+                       const float *bt, ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1,
+                       float *v, ptrdiff_t posStride) {
+    switch (alpha) {
+    case 4: input_tiles(4, x, h, w, c, m, bt, tilesW, firstTile, t0, t1, v, posStride); break;
+    case 5: input_tiles(5, x, h, w, c, m, bt, tilesW, firstTile, t0, t1, v, posStride); break;
+    case 6: input_tiles(6, x, h, w, c, m, bt, tilesW, firstTile, t0, t1, v, posStride); break;
+    case 7: input_tiles(7, x, h, w, c, m, bt, tilesW, firstTile, t0, t1, v, posStride); break;
+    case 8: input_tiles(8, x, h, w, c, m, bt, tilesW, firstTile, t0, t1, v, posStride); break;
+    default: break;
+    }
+}
+
+// y[(oy, ox), o] = (Aᵀ M A)[i][j] + bias[o] for the tiles t in [t0, t1) of a band, M read as
+// mm[(k·α + l)·posStride + t·cout + o]; only the outputs inside the h × w image are written.
+static inline void output_tiles(const int A, const float *mm, ptrdiff_t posStride, ptrdiff_t cout,
+                                int m, const float *at, const float *bias, float *y, ptrdiff_t h,
+                                ptrdiff_t w, ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1) {
+    const int M = A - 2;                           // = m
+    (void)m;
+    float a[6][8];
+    for (int i = 0; i < M; i++) for (int k = 0; k < A; k++) a[i][k] = at[i * A + k];
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        ptrdiff_t tile = firstTile + t;
+        ptrdiff_t oy0 = (tile / tilesW) * M, ox0 = (tile % tilesW) * M;
+        int rows = h - oy0 < M ? (int)(h - oy0) : M, cols = w - ox0 < M ? (int)(w - ox0) : M;
+        const float *src = mm + t * cout;
+        for (ptrdiff_t c0 = 0; c0 < cout; c0 += 16) {
+            int n = cout - c0 < 16 ? (int)(cout - c0) : 16;
+            v16 s[6][8];                               // s = Aᵀ M, column by column
+            for (int l = 0; l < A; l++) {
+                v16 d[8];
+                for (int k = 0; k < A; k++) d[k] = load_n(src + (k * A + l) * posStride + c0, n);
+                for (int i = 0; i < M; i++) {
+                    v16 acc = a[i][0] * d[0];
+                    for (int k = 1; k < A; k++) acc += a[i][k] * d[k];
+                    s[i][l] = acc;
+                }
+            }
+            v16 b0 = bias ? load_n(bias + c0, n) : (v16){0};
+            for (int i = 0; i < rows; i++) {
+                float *dst = y + ((oy0 + i) * w + ox0) * cout + c0;
+                for (int j = 0; j < cols; j++) {       // (Aᵀ M) A + bias, row by row
+                    v16 acc = b0;
+                    for (int k = 0; k < A; k++) acc += s[i][k] * a[j][k];
+                    store_n(dst + j * cout, acc, n);
+                }
+            }
+        }
+    }
+}
+
+CLONES
+void uf_winograd_output(const float *mm, ptrdiff_t posStride, ptrdiff_t cout, int alpha, int m,
+                        const float *at, const float *bias, float *y, ptrdiff_t h, ptrdiff_t w,
+                        ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1) {
+    switch (alpha) {
+    case 4: output_tiles(4, mm, posStride, cout, m, at, bias, y, h, w, tilesW, firstTile, t0, t1); break;
+    case 5: output_tiles(5, mm, posStride, cout, m, at, bias, y, h, w, tilesW, firstTile, t0, t1); break;
+    case 6: output_tiles(6, mm, posStride, cout, m, at, bias, y, h, w, tilesW, firstTile, t0, t1); break;
+    case 7: output_tiles(7, mm, posStride, cout, m, at, bias, y, h, w, tilesW, firstTile, t0, t1); break;
+    case 8: output_tiles(8, mm, posStride, cout, m, at, bias, y, h, w, tilesW, firstTile, t0, t1); break;
+    default: break;
+    }
+}
+
+// U[(i·α + j)·o·c + oc·c + ch] = Σ_{a,b} G[i][a] · g[oc, a, b, ch] · G[j][b], in double, from the
+// repacked weight [O, 3, 3, C].
+CLONES
+void uf_winograd_weights(const float *packed, ptrdiff_t o, ptrdiff_t c, int alpha, const double *g,
+                         float *u) {
+    const int A = alpha;
+    double tmp[8][3][64];
+    for (ptrdiff_t oc = 0; oc < o; oc++) {
+        const float *wo = packed + oc * 9 * c;
+        for (ptrdiff_t c0 = 0; c0 < c; c0 += 64) {
+            int n = c - c0 < 64 ? (int)(c - c0) : 64;
+            for (int i = 0; i < A; i++) for (int b = 0; b < 3; b++) {       // G g
+                const double g0 = g[i * 3], g1 = g[i * 3 + 1], g2 = g[i * 3 + 2];
+                const float *w0 = wo + b * c + c0, *w1 = w0 + 3 * c, *w2 = w0 + 6 * c;
+                for (int ch = 0; ch < n; ch++)
+                    tmp[i][b][ch] = g0 * (double)w0[ch] + g1 * (double)w1[ch] + g2 * (double)w2[ch];
+            }
+            for (int i = 0; i < A; i++) for (int j = 0; j < A; j++) {       // (G g) Gᵀ
+                const double g0 = g[j * 3], g1 = g[j * 3 + 1], g2 = g[j * 3 + 2];
+                float *dst = u + ((ptrdiff_t)(i * A + j) * o + oc) * c + c0;
+                for (int ch = 0; ch < n; ch++)
+                    dst[ch] = (float)(tmp[i][0][ch] * g0 + tmp[i][1][ch] * g1 + tmp[i][2][ch] * g2);
+            }
+        }
+    }
+}
