@@ -74,15 +74,33 @@ public struct BBoxHead: Sendable {
         if convs.isEmpty {
             x = feats.reshaped([r, feats.count / r])
         } else {
-            // each roi's [s, s, C] map through the convs, then flattened in NCHW order
-            var rows: [Float] = []
-            for i in 0..<r {
-                let per = feats.count / r
-                var m = Tensor(shape: [roiSize, roiSize, feats.shape[3]], data: Array(feats.data[(i * per)..<((i + 1) * per)]))
-                for c in convs { m = c(m, ctx) }
-                rows += hwcToNCHW(m).data
+            // All rois at once: their [s, s, C] maps stacked vertically with one zero row between
+            // neighbours, so a 3×3 pad-1 conv over the stack sees exactly each roi's zero padding
+            // (the separators are re-zeroed after every conv). One GEMM per conv instead of one per roi.
+            let s = roiSize, c0 = feats.shape[3], band = s + 1
+            var stack = Tensor(zeros: [r * band - 1, s, c0])
+            stack.data.withUnsafeMutableBufferPointer { dst in
+                feats.data.withUnsafeBufferPointer { src in
+                    for i in 0..<r {
+                        (dst.baseAddress! + i * band * s * c0).update(from: src.baseAddress! + i * s * s * c0, count: s * s * c0)
+                    }
+                }
             }
-            x = Tensor(shape: [r, rows.count / max(r, 1)], data: rows)
+            for conv in convs {
+                stack = conv(stack, ctx)
+                let c = stack.shape[2]
+                stack.data.withUnsafeMutableBufferPointer { p in
+                    for i in 1..<max(r, 1) { (p.baseAddress! + (i * band - 1) * s * c).update(repeating: 0, count: s * c) }
+                }
+            }
+            let c = stack.shape[2]
+            var rows = [Float](repeating: 0, count: r * c * s * s)
+            for i in 0..<r {                      // roi i's map, flattened in NCHW order
+                for y in 0..<s { for xx in 0..<s { for ch in 0..<c {
+                    rows[i * c * s * s + (ch * s + y) * s + xx] = stack.data[((i * band + y) * s + xx) * c + ch]
+                } } }
+            }
+            x = Tensor(shape: [r, c * s * s], data: rows)
         }
         for fc in fcs { x = fc(x, .bias, ctx); reluInPlace(&x) }
         return (cls(x, .bias, ctx), reg(x, .bias, ctx))
