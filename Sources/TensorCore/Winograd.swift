@@ -105,6 +105,7 @@ func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], o
     let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2])
     let m = tr.m, a = tr.alpha, positions = a * a
     precondition(u.count == positions * oc * c, "Winograd: U \(u.count) values for \(positions)×\(oc)×\(c)")
+    precondition(bias.map { $0.count == oc } ?? true, "Winograd: bias of \(bias?.count ?? 0) values for \(oc) channels")
     let tilesW = (w + m - 1) / m, tiles = ((h + m - 1) / m) * tilesW
     let band = max(1, min(tiles, winogradMaxBandTiles, bandBytes / (positions * (c + oc) * MemoryLayout<Float>.size)))
     var v = [Float](unsafeUninitializedCapacity: positions * band * c) { _, n in n = positions * band * c }   // [α², band, C]

@@ -4,8 +4,8 @@
 // Two opt-in reports print the numbers behind BENCHMARKS.md § Winograd:
 //   UF_WINOGRAD_ACCURACY=1 swift test -c release --filter WinogradTests/accuracyReport
 //   UF_WINOGRAD_SPEED=1    swift test -c release --filter WinogradTests/speedReport
-// (UF_WINOGRAD_SPEED may name one case, e.g. `fpn_bottleneck`, and UF_WINOGRAD_ALGO one algorithm,
-// e.g. `im2col` or `F4`, to time it alone under `perf stat`.)
+// (UF_WINOGRAD_SPEED may name one case, e.g. `fpn_bottleneck`, UF_WINOGRAD_ALGO a list of algorithms,
+// e.g. `im2col,F4`, to time it alone under `perf stat`, and UF_WINOGRAD_THREADS the threads.)
 
 import Foundation
 import TensorCore
@@ -172,6 +172,7 @@ private func std(_ v: [Double]) -> Double {
     @Test(.enabled(if: ProcessInfo.processInfo.environment["UF_WINOGRAD_SPEED"] != nil))
     func speedReport() {
         let env = ProcessInfo.processInfo.environment
+        let ctx = ComputeContext(threads: env["UF_WINOGRAD_THREADS"].flatMap { Int($0) } ?? 2)
         let cases: [(String, Int, Int, Int)] = [("fpn_bottleneck", 128, 2048, 512), ("fpn_convs.0", 128, 512, 512),
                                                 ("fpn_convs.1", 64, 512, 512), ("fpn_convs.2", 32, 512, 512),
                                                 ("bottleneck", 16, 2560, 512), ("fpn_det", 200, 256, 256),
@@ -182,7 +183,7 @@ private func std(_ v: [Double]) -> Double {
             let x = rng.tensor([size, size, c]), weight = kaimingWeight(o, c, &rng)
             let gflop = 2.0 * Double(size * size * o * c * 9) / 1e9
             var line = String(format: "%-15@ %3d² %4d→%d %6.1f GFLOP:", name as NSString, size, c, o, gflop)
-            for (algoName, algo) in algos where env["UF_WINOGRAD_ALGO"] == nil || env["UF_WINOGRAD_ALGO"] == algoName {
+            for (algoName, algo) in algos where env["UF_WINOGRAD_ALGO"].map({ $0.split(separator: ",").contains(Substring(algoName)) }) ?? true {
                 let conv = Conv2d(weight: weight, bias: nil, stride: 1, padding: 1, algorithm: algo)
                 _ = conv(x, ctx)
                 var times: [Double] = [], cpu: [Double] = []
