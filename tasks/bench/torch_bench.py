@@ -158,6 +158,11 @@ def bench_detection(a, config: dict, w: int, h: int) -> None:
     x[:, :, :, iw:] = 0
     calibration = informative_detection_weights_(det, x, samples, torch.Generator().manual_seed(20250301),
                                                  a.target_detections)
+    if a.save_weights:
+        from collections import OrderedDict
+        torch.save({"meta": {"env_info": "tasks/bench/torch_bench.py (random, calibrated)"},
+                    "state_dict": OrderedDict((k, v.detach().clone()) for k, v in det.state_dict().items())},
+                   a.save_weights)
     two_stage = hasattr(det, "roi_head")
     counts = {}
 
@@ -210,6 +215,9 @@ def main():
     ap.add_argument("--onnx", action="store_true")
     ap.add_argument("--image", default=None, help="detection: image size WxH inside the padded input "
                     "(default: the config's scale clipped to --size, e.g. 1333x800 in 1344x800)")
+    ap.add_argument("--save-weights", default=None,
+                    help="detection: also write the calibrated random weights here (mmcv checkpoint layout, "
+                         "float32), so that `uniformer bench --weights` can run the same network")
     ap.add_argument("--target-detections", type=int, default=150,
                     help="detection: calibrate the random class logits so that about this many (RoI, class) "
                          "pairs pass score_thr before NMS")
