@@ -106,8 +106,10 @@ struct Detect: ParsableCommand {
     }
 }
 
+/// [x, y, w, h] with w and h subtracted in double, as mmdet 2.11's xyxy2xywh does on `tolist()` floats.
 func bboxJSON(_ b: SIMD4<Float>) -> JSON {
-    .array([.double(Double(b[0])), .double(Double(b[1])), .double(Double(b[2] - b[0])), .double(Double(b[3] - b[1]))])
+    let x1 = Double(b[0]), y1 = Double(b[1]), x2 = Double(b[2]), y2 = Double(b[3])
+    return .array([.double(x1), .double(y1), .double(x2 - x1), .double(y2 - y1)])
 }
 
 func segmentationJSON(_ mask: [Bool], width: Int, height: Int) -> JSON {
