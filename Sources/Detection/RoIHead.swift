@@ -120,19 +120,14 @@ public struct StandardRoIHead: Sendable {
             Detection(box: $0.0.box, score: $0.0.score, label: $0.1, mask: nil)
         }
         if let maskHead, let maskAlign, !dets.isEmpty {
-            attachMasks(&dets, feats: feats, head: maskHead, align: maskAlign, meta: meta, threshold: cfg.maskThreshold, ctx)
+            attachAveragedMasks(&dets, feats: feats, heads: [maskHead], aligns: [maskAlign], meta: meta,
+                                threshold: cfg.maskThreshold, ctx)
         }
         return dets
     }
 }
 
-/// simple_test_mask + get_seg_masks for detections in original-image pixels.
-func attachMasks(_ dets: inout [Detection], feats: [Tensor], head: FCNMaskHead, align: RoIAlign, meta: ImageMeta,
-                 threshold: Float, _ ctx: ComputeContext) {
-    attachAveragedMasks(&dets, feats: feats, heads: [head], aligns: [align], meta: meta, threshold: threshold, ctx)
-}
-
-/// Masks from one or several mask heads (cascade: merge_aug_masks averages their sigmoid maps), pasted
+/// simple_test_mask + get_seg_masks: masks from one or several mask heads (cascade: merge_aug_masks averages their sigmoid maps), pasted
 /// into the original image. mmdet 2.11 scales the boxes back to input pixels for RoIAlign and divides
 /// them by the scale factor again for pasting.
 func attachAveragedMasks(_ dets: inout [Detection], feats: [Tensor], heads: [FCNMaskHead], aligns: [RoIAlign],

@@ -35,7 +35,7 @@ struct FPNHead: Sendable {
     }
 
     func callAsFunction(_ inputs: [Tensor], _ ctx: ComputeContext) -> Tensor {
-        var output: Tensor? = nil
+        var output = Tensor(zeros: [0])
         for (i, head) in heads.enumerated() {
             var y = inputs[i]
             for conv in head {
@@ -44,13 +44,12 @@ struct FPNHead: Sendable {
                     y = resizeBilinear(y, height: 2 * y.shape[0], width: 2 * y.shape[1], alignCorners: alignCorners, ctx)
                 }
             }
-            if var acc = output {
-                addInPlace(&acc, resizeBilinear(y, height: acc.shape[0], width: acc.shape[1], alignCorners: alignCorners, ctx))
-                output = acc
-            } else {
+            if i == 0 {
                 output = y
+            } else {   // in place: no copy of the accumulated map per level
+                addInPlace(&output, resizeBilinear(y, height: output.shape[0], width: output.shape[1], alignCorners: alignCorners, ctx))
             }
         }
-        return convSeg(output!, .bias, ctx)
+        return convSeg(output, .bias, ctx)
     }
 }

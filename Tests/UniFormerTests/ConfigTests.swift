@@ -1,6 +1,7 @@
 // Configs: the upstream backbone dict as JSON; errors name the file and the field.
 
 import Backbone
+import Detection
 import Foundation
 import ModelConfig
 import Segmentation
@@ -83,6 +84,10 @@ func configError(_ text: String) -> String? {
                 #expect(m.data.scale?.0 == 2048 && m.data.scale?.1 == 512 && m.data.sizeDivisor == nil, "\(n)")
                 if case .fpn = s.head { #expect(m.data.alignDivisor == 32 && s.neck != nil, "\(n)") }
                 else { #expect(m.data.alignDivisor == nil && s.neck == nil, "\(n)") }
+            }
+            if m.kind == .detection {
+                #expect(m.classes?.count == 80 && m.data.sizeDivisor == 32, "\(n)")
+                if try m.model.string("type") != "RetinaNet" { _ = try DetectorConfig(m.model) }
             }
         }
     }
