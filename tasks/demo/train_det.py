@@ -5,8 +5,9 @@
         [--iters N] [--batch B] [--lr LR] [--train-dir DIR] [--val-dir DIR] [--init-seg FILE|none]
 
 Writes configs/demo-shapes-det.json and Sources/UniFormer/Resources/demo-shapes-det.safetensors.
-The datasets are generated with tasks/demo/shapes.py into --train-dir / --val-dir (default
-/tmp/shapes-train-det, /tmp/shapes-val-det; not committed) when they are not there yet.
+The datasets are generated with tasks/demo/shapes.py (its default seed per split) into --train-dir /
+--val-dir (default /tmp/shapes-train with 3000 images, /tmp/shapes-val with 200; not committed) when
+they are not there yet (the segmentation demo's trainer uses the same folders).
 Everything is seeded (--seed); one command re-runs the whole thing. tasks/demo/check_det.py then
 compares PyTorch and `uniformer detect` on the held-out fixtures.
 
@@ -329,28 +330,28 @@ def init_from_seg(model, path: str) -> int:
     return len(bb)
 
 
-def ensure_split(out: str, split: str, count: int, seed: int) -> None:
+def ensure_split(out: str, split: str, count: int) -> None:
+    """shapes.py with its default seed of the split (so the segmentation demo's folders can be shared)"""
     if os.path.exists(os.path.join(out, "annotations.json")):
         with open(os.path.join(out, "annotations.json")) as f:
             n = len(json.load(f)["images"])
         if n >= count:
             return
     print(f"generating {count} {split} images into {out}", flush=True)
-    subprocess.run([sys.executable, SHAPES, "--out", out, "--split", split, "--count", str(count),
-                    "--seed", str(seed)], check=True)
+    subprocess.run([sys.executable, SHAPES, "--out", out, "--split", split, "--count", str(count)], check=True)
 
 
 # ----------------------------------------------------------------------------------------------
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--train-dir", default="/tmp/shapes-train-det")
-    ap.add_argument("--val-dir", default="/tmp/shapes-val-det")
+    ap.add_argument("--train-dir", default="/tmp/shapes-train")
+    ap.add_argument("--val-dir", default="/tmp/shapes-val")
     ap.add_argument("--train-count", type=int, default=3000)
     ap.add_argument("--val-count", type=int, default=200)
-    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=6e-4)
+    ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--init-seg", default=SEG_WEIGHTS, help="backbone.* from this file if it exists; 'none'")
@@ -363,8 +364,8 @@ def main() -> None:
     args = ap.parse_args()
 
     if not args.no_generate:
-        ensure_split(args.train_dir, "train", args.train_count, args.seed)
-        ensure_split(args.val_dir, "val", args.val_count, args.seed + 1)
+        ensure_split(args.train_dir, "train", args.train_count)
+        ensure_split(args.val_dir, "val", args.val_count)
     train, val = Shapes(args.train_dir), Shapes(args.val_dir)
 
     torch.manual_seed(args.seed)
