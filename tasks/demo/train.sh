@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Regenerate the demo data and models from scratch:
+#
+#   bash tasks/demo/train.sh [seg|det|all]        (default: all)
+#
+#   1. the shapes datasets (tasks/demo/shapes.py, seeded): /tmp/shapes-val (200 images) and
+#      /tmp/shapes-train (3000 images; the segmentation model uses the first 1600) — not committed;
+#      the held-out fixtures Tests/UniFormerTests/Fixtures/demo (test split, 10 images) and the
+#      README picture tasks/demo/shapes-example.png — committed, byte-identical on a rerun
+#   2. seg: tasks/demo/train_seg.py in the mmseg venv -> configs/demo-shapes-seg.json,
+#      Sources/UniFormer/Resources/demo-shapes-seg.safetensors; then tasks/demo/check_seg.py
+#      (PyTorch vs `uniformer segment` on the fixtures; needs the Swift toolchain, SKIP_CHECK=1 skips)
+#   3. det: tasks/demo/train_det.py in the mmdet venv -> configs/demo-shapes-det.json,
+#      Sources/UniFormer/Resources/demo-shapes-det.safetensors (its backbone starts from the seg
+#      model's when that file exists, so `all` trains seg first); then tasks/demo/check_det.py
+#
+# Environment: TRAIN_THREADS (torch threads, default 1), SHAPES_TRAIN / SHAPES_VAL (dataset folders),
+# SKIP_CHECK=1 (no Swift comparison).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+what="${1:-all}"
+case "$what" in seg|det|all) ;; *) echo "usage: $0 [seg|det|all]" >&2; exit 2 ;; esac
+
+export TRAIN_THREADS="${TRAIN_THREADS:-1}"
+train_dir="${SHAPES_TRAIN:-/tmp/shapes-train}"
+val_dir="${SHAPES_VAL:-/tmp/shapes-val}"
+
+# shapes.py writes the same first N images for any --count >= N, so an existing complete folder is kept
+have() {  # have DIR COUNT: DIR/annotations.json lists >= COUNT images
+    [[ -f "$1/annotations.json" ]] &&
+        python3 -c 'import json,sys; sys.exit(len(json.load(open(sys.argv[1]))["images"]) < int(sys.argv[2]))' \
+            "$1/annotations.json" "$2"
+}
+have "$val_dir" 200 || python3 tasks/demo/shapes.py --out "$val_dir" --split val --count 200
+have "$train_dir" 3000 || python3 tasks/demo/shapes.py --out "$train_dir" --split train --count 3000
+python3 tasks/demo/shapes.py --out Tests/UniFormerTests/Fixtures/demo --split test --count 10 --png-level 9
+python3 tasks/demo/shapes.py --example tasks/demo/shapes-example.png
+
+if [[ "$what" == seg || "$what" == all ]]; then
+    bash tasks/reference/mmseg_env.sh
+    tasks/reference/.venv/bin/python tasks/demo/train_seg.py --train "$train_dir" --val "$val_dir"
+    if [[ "${SKIP_CHECK:-0}" != 1 ]]; then
+        swift build -c release
+        tasks/reference/.venv/bin/python tasks/demo/check_seg.py
+    fi
+fi
+
+if [[ "$what" == det || "$what" == all ]]; then
+    bash tasks/reference/mmdet_env.sh
+    tasks/reference/.venv-mmdet/bin/python tasks/demo/train_det.py --train-dir "$train_dir" --val-dir "$val_dir"
+    if [[ "${SKIP_CHECK:-0}" != 1 && -f tasks/demo/check_det.py ]]; then
+        swift build -c release
+        tasks/reference/.venv-mmdet/bin/python tasks/demo/check_det.py
+    fi
+fi

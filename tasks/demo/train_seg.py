@@ -1,0 +1,390 @@
+"""Train the bundled demo segmentation model: UniFormer (reduced, hybrid) + UPerHead on shapes scenes.
+
+Runs in the mmsegmentation venv (bash tasks/reference/mmseg_env.sh):
+
+    python3 tasks/demo/shapes.py --out /tmp/shapes-train --split train --count 3000
+    python3 tasks/demo/shapes.py --out /tmp/shapes-val --split val --count 200
+    TRAIN_THREADS=1 tasks/reference/.venv/bin/python tasks/demo/train_seg.py \
+        --train /tmp/shapes-train --val /tmp/shapes-val --iters ITERS
+
+(`bash tasks/demo/train.sh seg` does all of it.) Writes
+  configs/demo-shapes-seg.json                       our config format, from the dicts below
+  Sources/UniFormer/Resources/demo-shapes-seg.safetensors   fp16 weights, mmseg state_dict keys
+and keeps a resumable checkpoint in --work (default /tmp/train_seg).
+
+The model is mmseg 1.2.2's own EncoderDecoder + UPerHead around our reference backbone
+(tasks/reference/uniformer_ref.UniFormer registered as `UniFormer`), so the state_dict keys are
+mmseg's (backbone.*, decode_head.psp_modules/bottleneck/lateral_convs/fpn_convs/fpn_bottleneck/
+conv_seg) and the Swift loader reads the file like an official checkpoint. The backbone has no
+ImageNet pretraining: it is trained from scratch on the synthetic scenes. The reference backbone
+has no dropout/drop-path (drop_path_rate 0 in the config says so).
+
+Training is a plain PyTorch loop, no mmengine Runner. Every sample goes through the test
+pipeline's resize (mmcv.imrescale keep-ratio to 384x384, cv2 INTER_LINEAR; labels nearest), then a
+random horizontal flip and mild photometric jitter (brightness, contrast), mmcv.imnormalize
+(to_rgb); a batch is zero-padded (labels 255 = ignored) to its largest member, and batches are
+formed from images of similar aspect ratio to keep padding small. Logits (stride 4) are resized
+bilinear to the padded input and scored with cross entropy (ignore 255). AdamW, linear warmup then
+cosine decay, gradient clipping at 1.0. Validation mIoU follows the test semantics: whole image,
+logits resized to the network input and then to the original image size, argmax.
+
+Torch threads: TRAIN_THREADS (default 2). Seeded (torch, numpy, sampler): a rerun with the same
+arguments on the same machine repeats the run.
+
+Results (filled in from the run that produced the committed weights): see RESULTS below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tasks", "reference"))
+
+try:
+    import mmcv_ops_stub
+
+    mmcv_ops_stub.install()
+    import mmcv
+except ImportError as e:  # pragma: no cover
+    sys.exit(f"{e}\nrun this in the mmsegmentation venv: bash tasks/reference/mmseg_env.sh")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+from mmengine.config import ConfigDict  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+from uniformer_ref import UniFormer  # noqa: E402
+
+warnings.filterwarnings("ignore")
+init_default_scope("mmseg")
+from mmseg.registry import MODELS  # noqa: E402
+
+MODELS.register_module("UniFormer", module=UniFormer, force=True)
+
+RESULTS = """(not yet trained)"""
+
+CONFIG_OUT = os.path.join(ROOT, "configs", "demo-shapes-seg.json")
+WEIGHTS_NAME = "demo-shapes-seg.safetensors"
+WEIGHTS_OUT = os.path.join(ROOT, "Sources", "UniFormer", "Resources", WEIGHTS_NAME)
+
+CLASSES = ["background", "circle", "square", "triangle", "star", "ring"]
+PALETTE = [[64, 64, 64], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48]]
+BN = {"type": "BN", "requires_grad": True}
+MODEL = {
+    "type": "EncoderDecoder",
+    "pretrained": None,
+    "backbone": {"type": "UniFormer", "embed_dim": [32, 64, 128, 256], "layers": [2, 2, 4, 2],
+                 "head_dim": 32, "mlp_ratio": 4.0, "qkv_bias": True, "drop_rate": 0.0,
+                 "attn_drop_rate": 0.0, "drop_path_rate": 0.0, "windows": False, "hybrid": True,
+                 "window_size": 7},
+    "decode_head": {"type": "UPerHead", "in_channels": [32, 64, 128, 256], "in_index": [0, 1, 2, 3],
+                    "pool_scales": [1, 2, 3, 6], "channels": 64, "dropout_ratio": 0.1,
+                    "num_classes": len(CLASSES), "norm_cfg": BN, "align_corners": False},
+    "train_cfg": {},
+    "test_cfg": {"mode": "whole"},
+}
+DATA = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "to_rgb": True,
+        "scale": [384, 384], "keep_ratio": True, "size_divisor": None, "align_divisor": None}
+DESCRIPTION = ("Demo model: UniFormer (embed_dim 32-64-128-256, layers 2-2-4-2, hybrid stage 3 with 7x7 "
+               "windows) + UPerHead (channels 64), trained from scratch on synthetic shapes scenes "
+               "(tasks/demo/shapes.py; classes circle, square, triangle, star, ring) by "
+               "tasks/demo/train_seg.py. Not a model of real photographs.")
+
+
+def build_model() -> torch.nn.Module:
+    return MODELS.build(ConfigDict(copy.deepcopy(MODEL)))
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+def load_split(folder: str, limit: int | None = None):
+    """[(image path, label path, width, height)] of a shapes.py folder, in file-name order (the
+    first `limit` images: shapes.py --count N writes the same first images for any N)."""
+    names = sorted(os.listdir(os.path.join(folder, "labels")))[:limit]
+    items = []
+    for name in names:
+        with Image.open(os.path.join(folder, "labels", name)) as im:
+            w, h = im.size
+        items.append((os.path.join(folder, "images", name), os.path.join(folder, "labels", name), w, h))
+    return items
+
+
+def rescaled_size(w: int, h: int):
+    """mmcv.imrescale's output size for keep_ratio to DATA['scale'] (int(x * s + 0.5))."""
+    long_edge, short_edge = max(DATA["scale"]), min(DATA["scale"])
+    s = min(long_edge / max(h, w), short_edge / min(h, w))
+    return int(w * s + 0.5), int(h * s + 0.5)
+
+
+def normalize(bgr: np.ndarray) -> np.ndarray:
+    """mmcv.imnormalize (0.13's Normalize): float32, BGR->RGB, (x - mean) / std; -> CHW."""
+    out = mmcv.imnormalize(bgr.astype(np.float32), np.array(DATA["mean"]), np.array(DATA["std"]),
+                           DATA["to_rgb"])
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def test_input(path: str) -> torch.Tensor:
+    """The test pipeline: cv2.imread (BGR) -> imrescale keep-ratio (INTER_LINEAR) -> imnormalize."""
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    resized = mmcv.imrescale(bgr, tuple(DATA["scale"]), interpolation="bilinear", backend="cv2")
+    return torch.from_numpy(normalize(resized))[None]
+
+
+def train_sample(item, rng: np.random.Generator, crop: int):
+    img_path, lab_path, _, _ = item
+    bgr = cv2.imread(img_path, cv2.IMREAD_COLOR)
+    lab = cv2.imread(lab_path, cv2.IMREAD_UNCHANGED)
+    bgr = mmcv.imrescale(bgr, tuple(DATA["scale"]), interpolation="bilinear", backend="cv2")
+    lab = mmcv.imrescale(lab, tuple(DATA["scale"]), interpolation="nearest", backend="cv2")
+    if crop:  # random crop of the rescaled picture (object scale unchanged), as mmseg's RandomCrop
+        h, w = lab.shape
+        y0, x0 = int(rng.integers(0, max(h - crop, 0) + 1)), int(rng.integers(0, max(w - crop, 0) + 1))
+        bgr, lab = bgr[y0:y0 + crop, x0:x0 + crop], lab[y0:y0 + crop, x0:x0 + crop]
+    if rng.random() < 0.5:
+        bgr, lab = bgr[:, ::-1], lab[:, ::-1]
+    img = bgr.astype(np.float32)
+    if rng.random() < 0.5:  # mild photometric jitter
+        img = (img - 127.5) * rng.uniform(0.85, 1.15) + 127.5 + rng.uniform(-16, 16)
+        img = np.clip(img, 0, 255)
+    return normalize(img), np.ascontiguousarray(lab)
+
+
+def collate(samples):
+    h = max(s[0].shape[1] for s in samples)
+    w = max(s[0].shape[2] for s in samples)
+    x = torch.zeros(len(samples), 3, h, w)
+    y = torch.full((len(samples), h, w), 255, dtype=torch.long)
+    for i, (img, lab) in enumerate(samples):
+        x[i, :, :img.shape[1], :img.shape[2]] = torch.from_numpy(img)
+        y[i, :lab.shape[0], :lab.shape[1]] = torch.from_numpy(lab.astype(np.int64))
+    return x, y
+
+
+def batches(items, batch: int, rng: np.random.Generator):
+    """Endless batches of indices: each epoch shuffled, chunks of 16 batches sorted by aspect ratio
+    (w/h) and cut into batches, batch order shuffled again."""
+    aspect = np.array([w / h for _, _, w, h in items])
+    while True:
+        order = rng.permutation(len(items))
+        out = []
+        for c in range(0, len(order), batch * 16):
+            chunk = order[c:c + batch * 16]
+            chunk = chunk[np.argsort(aspect[chunk], kind="stable")]
+            out += [chunk[i:i + batch] for i in range(0, len(chunk) - batch + 1, batch)]
+        for j in rng.permutation(len(out)):
+            yield out[j]
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation (test semantics)
+
+@torch.no_grad()
+def predict(model, inp: torch.Tensor, ori_hw) -> np.ndarray:
+    logits = model.decode_head(model.extract_feat(inp))                       # [1, K, h/4, w/4]
+    logits = F.interpolate(logits, size=inp.shape[2:], mode="bilinear", align_corners=False)
+    logits = F.interpolate(logits, size=tuple(ori_hw), mode="bilinear", align_corners=False)
+    return logits.argmax(dim=1)[0].numpy().astype(np.uint8)
+
+
+def confusion(pred: np.ndarray, gt: np.ndarray, k: int = len(CLASSES)) -> np.ndarray:
+    return np.bincount(gt.astype(np.int64).ravel() * k + pred.ravel(), minlength=k * k).reshape(k, k)
+
+
+def iou_table(conf: np.ndarray):
+    inter = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - inter
+    iou = inter / np.maximum(union, 1)
+    return iou, float(iou.mean()), float(inter.sum() / max(conf.sum(), 1))
+
+
+def evaluate(model, items, limit=None):
+    model.eval()
+    conf = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
+    for img_path, lab_path, w, h in items[:limit]:
+        gt = cv2.imread(lab_path, cv2.IMREAD_UNCHANGED)
+        conf += confusion(predict(model, test_input(img_path), (h, w)), gt)
+    return iou_table(conf)
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+def save_safetensors_fp16(state: dict, path: str, metadata: dict) -> int:
+    """state_dict -> safetensors: floating tensors as F16, integer ones (num_batches_tracked) as I64;
+    keys sorted, header padded to 8 bytes. Returns the file size."""
+    header, blobs, offset = {"__metadata__": dict(sorted(metadata.items()))}, [], 0
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        if t.is_floating_point():
+            arr, dtype = t.to(torch.float16).numpy().astype("<f2"), "F16"
+        else:
+            arr, dtype = t.to(torch.int64).numpy().astype("<i8"), "I64"
+        blob = arr.tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+    os.replace(tmp, path)
+    return os.path.getsize(path)
+
+
+def load_safetensors(path: str) -> dict:
+    """Our reader for the file above (F16/F32/I64): name -> torch tensor (floats as float32)."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, spec in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = spec["data_offsets"]
+        dt = {"F16": "<f2", "F32": "<f4", "I64": "<i8"}[spec["dtype"]]
+        arr = np.frombuffer(raw[base + a:base + b], dtype=dt).reshape(spec["shape"])
+        t = torch.from_numpy(arr.copy())
+        out[name] = t.float() if t.is_floating_point() else t
+    return out
+
+
+def model_from_weights(path: str) -> torch.nn.Module:
+    model = build_model()
+    model.load_state_dict(load_safetensors(path), strict=True)
+    return model.eval()
+
+
+def write_config():
+    cfg = {"description": DESCRIPTION, "weights": WEIGHTS_NAME, "model": MODEL, "data": DATA,
+           "classes": CLASSES, "palette": PALETTE}
+    with open(CONFIG_OUT, "w") as f:
+        json.dump(cfg, f, indent=1)
+        f.write("\n")
+
+
+# ---------------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description="train the demo segmentation model")
+    ap.add_argument("--train", default="/tmp/shapes-train")
+    ap.add_argument("--val", default="/tmp/shapes-val")
+    ap.add_argument("--train-count", type=int, default=1600, help="use the first N training images")
+    ap.add_argument("--work", default="/tmp/train_seg")
+    ap.add_argument("--iters", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=256, help="random square crop after the resize (0: none)")
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.02)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-count", type=int, default=60, help="val images for the periodic evaluations")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="continue from --work/last.pt")
+    ap.add_argument("--no-export", action="store_true", help="do not write the config and weights")
+    a = ap.parse_args()
+
+    threads = int(os.environ.get("TRAIN_THREADS", "2"))
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(1)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    os.makedirs(a.work, exist_ok=True)
+
+    train_items, val_items = load_split(a.train, a.train_count), load_split(a.val)
+    model = build_model()
+    n_params = sum(p.numel() for p in model.parameters())
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.999))
+
+    def lr_at(it):
+        if it < a.warmup:
+            return a.lr * (0.1 + 0.9 * it / a.warmup)
+        p = (it - a.warmup) / max(1, a.iters - a.warmup)
+        return a.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * p)))
+
+    start, elapsed = 0, 0.0
+    ckpt = os.path.join(a.work, "last.pt")
+    if a.resume and os.path.exists(ckpt):
+        st = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        start, elapsed = st["iter"], st["elapsed"]
+        rng = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        print(f"resumed at iter {start}", flush=True)
+    print(f"{len(train_items)} train / {len(val_items)} val images, {n_params / 1e6:.2f}M params, "
+          f"threads {threads}, batch {a.batch}, crop {a.crop}, iters {a.iters}, lr {a.lr}", flush=True)
+
+    sampler = batches(train_items, a.batch, rng)
+    for _ in range(start):  # replay the sampler to the resume point (cheap)
+        next(sampler)
+    t_last, loss_avg = time.time(), None
+    for it in range(start, a.iters):
+        model.train()
+        idx = next(sampler)
+        x, y = collate([train_sample(train_items[i], rng, a.crop) for i in idx])
+        for g in opt.param_groups:
+            g["lr"] = lr_at(it)
+        logits = model.decode_head(model.extract_feat(x))
+        logits = F.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, y, ignore_index=255)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss_avg = float(loss) if loss_avg is None else 0.95 * loss_avg + 0.05 * float(loss)
+        if (it + 1) % 20 == 0 or it == start:
+            now = time.time()
+            elapsed += now - t_last
+            print(f"iter {it + 1}/{a.iters} loss {float(loss):.4f} (avg {loss_avg:.4f}) lr {lr_at(it):.2e} "
+                  f"input {tuple(x.shape[2:])} elapsed {elapsed / 60:.1f} min "
+                  f"({elapsed / (it + 1 - start if start else it + 1):.2f} s/it)", flush=True)
+            t_last = now
+        if (it + 1) % a.eval_every == 0 or it + 1 == a.iters:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "iter": it + 1,
+                        "elapsed": elapsed + time.time() - t_last, "rng": rng,
+                        "torch_rng": torch.get_rng_state()}, ckpt)
+            if it + 1 < a.iters:
+                t0 = time.time()
+                iou, miou, acc = evaluate(model, val_items, a.eval_count)
+                print(f"  val[{a.eval_count}] mIoU {miou:.4f} acc {acc:.4f} IoU "
+                      f"{' '.join(f'{c}={v:.3f}' for c, v in zip(CLASSES, iou))} ({time.time() - t0:.0f} s)",
+                      flush=True)
+                t_last += time.time() - t0  # evaluation time is not training time
+    elapsed += time.time() - t_last
+    print(f"training done: {a.iters} iters in {elapsed / 60:.1f} min", flush=True)
+
+    if a.no_export:
+        return
+    model.eval()
+    state = model.state_dict()
+    size = save_safetensors_fp16(state, WEIGHTS_OUT, {"format": "pt", "generator": "tasks/demo/train_seg.py",
+                                                      "iters": str(a.iters)})
+    write_config()
+    print(f"wrote {os.path.relpath(WEIGHTS_OUT, ROOT)} ({size / 1e6:.2f} MB), {os.path.relpath(CONFIG_OUT, ROOT)}",
+          flush=True)
+    # the exported fp16 weights, evaluated in float32 on the whole val split
+    iou, miou, acc = evaluate(model_from_weights(WEIGHTS_OUT), val_items)
+    print(f"val[{len(val_items)}] (fp16 weights) mIoU {miou:.4f} acc {acc:.4f} IoU "
+          f"{' '.join(f'{c}={v:.3f}' for c, v in zip(CLASSES, iou))}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
