@@ -48,8 +48,9 @@ let package = Package(
         .target(name: "Detection", dependencies: ["TensorCore", "Weights", "ModelConfig", "Backbone", "Necks"],
                 swiftSettings: optimise),
         // The public API: load a model by config + weights, extract features, classify, segment.
+        // Resources/: the bundled demo models' weights (configs/demo-shapes-*.json name them).
         .target(name: "UniFormer", dependencies: ["TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation", "Detection"],
-                swiftSettings: optimise),
+                resources: [.copy("Resources")], swiftSettings: optimise),
         .executableTarget(name: "UniFormerCLI", dependencies: [
             "UniFormer", "TensorCore", "Weights", "Imaging", "ModelConfig", "Backbone", "Segmentation", "Detection",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -29,6 +29,10 @@ public struct Detection: Sendable, Equatable {
     public var score: Float
     public var label: Int
     public var mask: [Bool]?              // row-major, original image size
+
+    public init(box: SIMD4<Float>, score: Float, label: Int, mask: [Bool]? = nil) {
+        self.box = box; self.score = score; self.label = label; self.mask = mask
+    }
 }
 
 /// What the heads need to know about the prepared image.

@@ -21,8 +21,10 @@ public final class Classifier: Sendable {
     public let context: ComputeContext
     public let classes: [String]?
 
-    public init(model: String, weights: URL, threads: Int? = nil) throws {
+    /// `weights` nil: the checkpoint the config names.
+    public init(model: String, weights: URL? = nil, threads: Int? = nil) throws {
         file = try ModelFile(contentsOf: try ModelFile.resolve(model))
+        let weights = try weights ?? file.defaultWeights()
         let config = try file.backboneConfig()
         guard config.numClasses > 0 else {
             throw ModelError.wrongModel(file: file.url.path, reason: "not a classifier: set model.num_classes (e.g. 1000)")

@@ -36,9 +36,11 @@ public final class FeatureExtractor: Sendable {
     public let backbone: UniFormerBackbone
     public let context: ComputeContext
 
-    public init(model: String, weights: URL, threads: Int? = nil) throws {
+    /// `weights` nil: the checkpoint the config names (the bundled demo models' weights).
+    public init(model: String, weights: URL? = nil, threads: Int? = nil) throws {
         let url = try ModelFile.resolve(model)
         file = try ModelFile(contentsOf: url)
+        let weights = try weights ?? file.defaultWeights()
         var config = try file.backboneConfig()
         config.numClasses = 0
         let dict = try StateDict(contentsOf: weights)

@@ -13,6 +13,8 @@ public struct ModelFile: Sendable {
     public let data: DataConfig
     public let classes: [String]?
     public let palette: [[UInt8]]?
+    /// The weights the config names itself (`"weights"`), used when none are passed.
+    public let weightsName: String?
 
     /// The kind of model, from `model.type`.
     public enum Kind: Sendable { case backbone, segmentation, detection }
@@ -36,6 +38,7 @@ public struct ModelFile: Sendable {
                 return c.map { UInt8($0) }
             }
         } else { palette = nil }
+        weightsName = root.has("weights") ? try root.string("weights") : nil
         let type = try model.string("type")
         switch type {
         case "UniFormer": kind = .backbone
@@ -68,6 +71,31 @@ public struct ModelFile: Sendable {
             if fm.fileExists(atPath: u.path) { return u }
         }
         throw ConfigError.unreadable(file: nameOrPath, reason: "no such file, and no config of that name in \(dirs.map(\.path).joined(separator: ", "))")
+    }
+
+    /// The checkpoint to use when the caller passes none: the config's `"weights"` entry, looked up
+    /// among the weights bundled with this package (the resources of this target, next to the
+    /// executable or in the package checkout), then relative to the config file's folder.
+    public func defaultWeights() throws -> URL {
+        guard let name = weightsName else {
+            throw ModelError.wrongModel(file: url.path, reason: "no weights given (--weights), and the config names none")
+        }
+        var candidates: [URL] = []
+        if !name.contains("/") {
+            candidates.append(Self.resourceBundle.appendingPathComponent("Resources").appendingPathComponent(name))
+            candidates.append(Self.packageRoot.appendingPathComponent("Sources/UniFormer/Resources").appendingPathComponent(name))
+        }
+        candidates.append(name.hasPrefix("/") ? URL(fileURLWithPath: name)
+                          : url.deletingLastPathComponent().appendingPathComponent(name))
+        for c in candidates where FileManager.default.fileExists(atPath: c.path) { return c }
+        throw ModelError.wrongModel(file: url.path, reason: "the weights it names ('\(name)') are not bundled and not at \(candidates.last!.path); pass --weights")
+    }
+
+    /// Where `swift build` puts this target's resources: beside the executable (or test bundle).
+    /// Looked up by hand instead of `Bundle.module`, whose accessor stops the process when the
+    /// folder is missing (an executable copied elsewhere without it).
+    static var resourceBundle: URL {
+        Bundle.main.bundleURL.appendingPathComponent("UniFormer_UniFormer.resources")
     }
 
     /// The package checkout this library was built from (Sources/UniFormer/ModelFile.swift → root).

@@ -62,9 +62,13 @@ public final class ObjectDetector: Sendable {
     public let detector: AnyDetector
     public let context: ComputeContext
     public let classes: [String]
+    /// Class colours from the config (`palette`), if it has them.
+    public let palette: [[UInt8]]?
 
-    public init(model: String, weights: URL, threads: Int? = nil) throws {
+    /// `weights` nil: the checkpoint the config names (the bundled demo models' weights).
+    public init(model: String, weights: URL? = nil, threads: Int? = nil) throws {
         file = try ModelFile(contentsOf: try ModelFile.resolve(model))
+        let weights = try weights ?? file.defaultWeights()
         guard file.kind == .detection else {
             throw ModelError.wrongModel(file: file.url.path, reason: "not a detection config (model.type must be MaskRCNN, FasterRCNN, CascadeRCNN or RetinaNet)")
         }
@@ -74,6 +78,7 @@ public final class ObjectDetector: Sendable {
         try root.finish(ignoring: TwoStageDetector.unusedKeys)
         context = ComputeContext(threads: threads)
         classes = try classNames(file, dict, count: detector.numClasses, field: "bbox_head.num_classes")
+        palette = file.palette
     }
 
     /// The network input and the image's metadata, as mmdet's test pipeline makes them.

@@ -30,8 +30,10 @@ public final class Segmenter: Sendable {
     public let classes: [String]
     public let palette: [[UInt8]]
 
-    public init(model: String, weights: URL, threads: Int? = nil) throws {
+    /// `weights` nil: the checkpoint the config names (the bundled demo models' weights).
+    public init(model: String, weights: URL? = nil, threads: Int? = nil) throws {
         file = try ModelFile(contentsOf: try ModelFile.resolve(model))
+        let weights = try weights ?? file.defaultWeights()
         guard file.kind == .segmentation else {
             throw ModelError.wrongModel(file: file.url.path, reason: "not a segmentation config (model.type must be EncoderDecoder)")
         }

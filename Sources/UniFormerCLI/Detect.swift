@@ -31,7 +31,7 @@ struct Detect: ParsableCommand {
     @Option(help: "COCO annotation file: image ids are looked up by file name (--format coco).")
     var annotations: String?
 
-    @Option(help: "Also draw boxes and masks on the image (file or directory).")
+    @Option(help: "Also draw masks, boxes, class names and scores on the image (file or directory).")
     var overlay: String?
 
     @Option(help: "Override stage-3 attention: global, window:N or hybrid:N.")
@@ -46,7 +46,7 @@ struct Detect: ParsableCommand {
             let perImage = try format == "json" ? output.map { try outputPaths(for: batch, output: $0, ext: "json") } : nil
             let overlays = try overlay.map { try outputPaths(for: batch, output: $0, ext: "png") }
             let ids = try format == "coco" ? imageIDs(inputs) : [:]
-            let model = try ObjectDetector(model: options.model, weights: URL(fileURLWithPath: options.weights), threads: options.threads)
+            let model = try ObjectDetector(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads)
             guard format == "json" || model.classes.count == 80 else {
                 throw InputError(description: "\(model.file.url.path): --format coco needs the 80 COCO classes, the model has \(model.classes.count)")
             }
@@ -70,7 +70,7 @@ struct Detect: ParsableCommand {
                     let obj = imageResult(dets, image: input.path, width: image.width, height: image.height, classes: model.classes)
                     if let perImage { try writeAtomically(obj.serialized() + "\n", to: perImage[i]) } else { results.append(obj) }
                 }
-                if let overlays { try writePNG(drawDetections(image, dets), to: overlays[i]) }
+                if let overlays { try writePNG(detectionOverlay(image, detections: dets, classes: model.classes, palette: model.palette), to: overlays[i]) }
             }
             if format == "coco" {
                 let text = JSON.array(results).serialized() + "\n"
@@ -144,36 +144,4 @@ func writeAtomically(_ text: String, to url: URL) throws {
         try? FileManager.default.removeItem(at: tmp)
         throw InputError(description: "\(url.path): cannot write: \((error as NSError).localizedDescription)")
     }
-}
-
-/// Boxes (2-px outlines) and translucent masks in a colour per class.
-func drawDetections(_ image: RGBImage, _ dets: [Detection]) -> RGBImage {
-    var px = image.pixels
-    let (w, h) = (image.width, image.height)
-    for d in dets.reversed() {
-        let c = classColour(d.label)
-        if let m = d.mask {
-            for p in 0..<(w * h) where m[p] {
-                for j in 0..<3 { px[p * 3 + j] = UInt8((Int(px[p * 3 + j]) + Int(c[j])) / 2) }
-            }
-        }
-        let x0 = max(0, Int(d.box[0])), y0 = max(0, Int(d.box[1]))
-        let x1 = min(w - 1, Int(d.box[2])), y1 = min(h - 1, Int(d.box[3]))
-        guard x1 >= x0 && y1 >= y0 else { continue }
-        for t in 0..<2 {
-            for x in x0...x1 {
-                for y in [min(y0 + t, y1), max(y1 - t, y0)] { for j in 0..<3 { px[(y * w + x) * 3 + j] = c[j] } }
-            }
-            for y in y0...y1 {
-                for x in [min(x0 + t, x1), max(x1 - t, x0)] { for j in 0..<3 { px[(y * w + x) * 3 + j] = c[j] } }
-            }
-        }
-    }
-    return RGBImage(width: w, height: h, pixels: px)
-}
-
-func classColour(_ label: Int) -> [UInt8] {
-    var x = UInt32(truncatingIfNeeded: label &* 2654435761 &+ 97)
-    x ^= x >> 13; x = x &* 0x5bd1e995; x ^= x >> 15
-    return [UInt8(64 + x & 0xbf), UInt8(64 + (x >> 8) & 0xbf), UInt8(64 + (x >> 16) & 0xbf)]
 }

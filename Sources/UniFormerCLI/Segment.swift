@@ -19,7 +19,7 @@ struct Segment: ParsableCommand {
     @Option(name: .shortAndLong, help: "Mask PNG (one image) or directory (several). Default: <name>.png in the current directory.")
     var output: String?
 
-    @Option(help: "Also write the image blended with the class colours (file or directory).")
+    @Option(help: "Also write the image blended with the class colours, with a legend (file or directory).")
     var overlay: String?
 
     @Option(help: "Also write the logits at the original size as safetensors `logits` [1, K, H, W] (file or directory).")
@@ -39,7 +39,7 @@ struct Segment: ParsableCommand {
             }
             let overlays = try overlay.map { try outputPaths(for: batch, output: $0, ext: "png") }
             let logitFiles = try logits.map { try outputPaths(for: batch, output: $0, ext: "safetensors") }
-            let model = try Segmenter(model: options.model, weights: URL(fileURLWithPath: options.weights), threads: options.threads)
+            let model = try Segmenter(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads)
             var failed = 0
             for (i, input) in inputs.enumerated() {
                 if inputs.count > 1 { progress("[\(i + 1)/\(inputs.count)] \(input.path)") }
@@ -57,7 +57,7 @@ struct Segment: ParsableCommand {
                 try writeIndexedPNG(labels: result.labels, width: result.width, height: result.height,
                                     palette: model.palette, to: masks[i])
                 if let overlays {
-                    try writePNG(blend(image, result.labels, palette: model.palette), to: overlays[i])
+                    try writePNG(segmentationOverlay(image, labels: result.labels, classes: model.classes, palette: model.palette), to: overlays[i])
                 }
                 if let logitFiles {
                     try writeSafetensors([("logits", model.originalSizeLogits(result))],
@@ -68,16 +68,4 @@ struct Segment: ParsableCommand {
             if failed > 0 { throw InputError(description: "\(failed) of \(inputs.count) images could not be segmented") }
         }
     }
-}
-
-/// mmseg's show_result: image·(1 − ½) + colour·½ per pixel, truncated to 8 bits.
-func blend(_ image: RGBImage, _ labels: [UInt8], palette: [[UInt8]], opacity: Float = 0.5) -> RGBImage {
-    var px = image.pixels
-    for p in 0..<(image.width * image.height) {
-        let c = palette[Int(labels[p])]
-        for j in 0..<3 {
-            px[p * 3 + j] = UInt8(Float(px[p * 3 + j]) * (1 - opacity) + Float(c[j]) * opacity)
-        }
-    }
-    return RGBImage(width: image.width, height: image.height, pixels: px)
 }

@@ -23,8 +23,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "A config file, or the name of one in configs/.")
     var model: String
 
-    @Option(help: "Checkpoint (.pth or .safetensors).")
-    var weights: String
+    @Option(help: "Checkpoint (.pth or .safetensors). Default: the weights the config names (bundled demo models).")
+    var weights: String?
 
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
