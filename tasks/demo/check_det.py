@@ -211,8 +211,8 @@ def main() -> None:
           f"min box IoU {worst['min_box_iou']:.4f}, min mask IoU {worst['min_mask_iou']:.4f}"
           + (f" (mean per image {np.mean(mean_mask):.4f})" if mean_mask else ""))
     for name, a, b in unmatched:
-        print(f"  unmatched in {name}: pytorch only scores {[round(x, 4) for x in a]}, "
-              f"swift only {[round(x, 4) for x in b]}")
+        print(f"  unmatched in {name}: pytorch only {len(a)}, scores {[round(x, 4) for x in a[:8]]}; "
+              f"swift only {len(b)}, scores {[round(x, 4) for x in b[:8]]}")
     ok = True
     if args.min_box_ap50 is not None and ss["bbox"][1] < args.min_box_ap50:
         print(f"FAIL: swift box AP50 {ss['bbox'][1]:.4f} < {args.min_box_ap50}")

@@ -6,7 +6,7 @@
 
 Writes configs/demo-shapes-det.json and Sources/UniFormer/Resources/demo-shapes-det.safetensors.
 The datasets are generated with tasks/demo/shapes.py (its default seed per split) into --train-dir /
---val-dir (default /tmp/shapes-train with 3000 images, /tmp/shapes-val with 200; not committed) when
+--val-dir (default /tmp/shapes-train with 1600 images, /tmp/shapes-val with 200; not committed) when
 they are not there yet (the segmentation demo's trainer uses the same folders).
 Everything is seeded (--seed); one command re-runs the whole thing. tasks/demo/check_det.py then
 compares PyTorch and `uniformer detect` on the held-out fixtures.
@@ -128,7 +128,8 @@ def build(model: dict, init: bool = True) -> torch.nn.Module:
         cfg["roi_head"][k]["roi_layer"]["use_torchvision"] = True   # differentiable (torchvision autograd)
     det = MODELS.build(cfg)
     if init:
-        logging.getLogger("mmengine").setLevel(logging.WARNING)  # init_weights' per-tensor report
+        from mmengine.logging import MMLogger
+        MMLogger.get_current_instance().setLevel(logging.WARNING)   # init_weights' per-tensor report
         det.init_weights()
     return det
 
@@ -137,18 +138,28 @@ def build(model: dict, init: bool = True) -> torch.nn.Module:
 # data
 
 class Shapes:
-    def __init__(self, root: str):
+    """A shapes.py folder. Without annotations.json (a folder whose generation was cut short: the
+    file is written last) the annotations are derived from instances/ and labels/ exactly as shapes.py
+    defines them (instance k = the k-th annotation, its class = labels/ under its mask, bbox = the
+    visible mask's extent with w = max col - min col + 1); `limit` keeps the first N images by name
+    (shapes.py draws image i from rng([seed, i]), so N images are those of `--count N`)."""
+
+    def __init__(self, root: str, limit: int | None = None):
         self.root = root
         self.ann_file = os.path.join(root, "annotations.json")
-        with open(self.ann_file) as f:
-            ann = json.load(f)
-        self.images = ann["images"]
+        if os.path.exists(self.ann_file):
+            with open(self.ann_file) as f:
+                ann = json.load(f)
+        else:
+            ann = derive_annotations(root, limit)
+        self.images = ann["images"][:limit] if limit else ann["images"]
         names = {c["id"]: c["name"] for c in ann["categories"]}
         self.cat_to_label = {cid: CLASSES.index(n) for cid, n in names.items()}
         self.label_to_cat = {v: k for k, v in self.cat_to_label.items()}
         self.anns = {im["id"]: [] for im in self.images}
         for a in ann["annotations"]:
-            self.anns[a["image_id"]].append(a)
+            if a["image_id"] in self.anns:
+                self.anns[a["image_id"]].append(a)
 
     def __len__(self):
         return len(self.images)
@@ -163,6 +174,30 @@ class Shapes:
         if inst.ndim == 3:
             inst = inst[..., 0]
         return bgr, inst, self.anns[im["id"]]
+
+
+def derive_annotations(root: str, limit: int | None) -> dict:
+    names = sorted(os.listdir(os.path.join(root, "images")))[:limit]
+    images, anns = [], []
+    for i, name in enumerate(names):
+        inst = cv2.imread(os.path.join(root, "instances", name), cv2.IMREAD_UNCHANGED)
+        lab = cv2.imread(os.path.join(root, "labels", name), cv2.IMREAD_UNCHANGED)
+        if inst is None or lab is None:
+            raise SystemExit(f"{root}: {name} has no instances/labels PNG (and there is no annotations.json)")
+        h, w = inst.shape[:2]
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        for k in range(1, int(inst.max()) + 1):
+            m = inst == k
+            if not m.any():
+                continue
+            ys, xs = np.nonzero(m)
+            cats = np.bincount(lab[m], minlength=len(CLASSES) + 1)
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cats.argmax()),
+                         "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
+                                  int(ys.max() - ys.min() + 1)],
+                         "area": int(m.sum()), "iscrowd": 0, "instance_index": k})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}
 
 
 def train_sample(ds: Shapes, i: int, rng: np.random.Generator):
@@ -337,6 +372,8 @@ def ensure_split(out: str, split: str, count: int) -> None:
             n = len(json.load(f)["images"])
         if n >= count:
             return
+    elif os.path.isdir(os.path.join(out, "images")) and len(os.listdir(os.path.join(out, "images"))) >= count:
+        return   # annotations derived from the PNGs (Shapes)
     print(f"generating {count} {split} images into {out}", flush=True)
     subprocess.run([sys.executable, SHAPES, "--out", out, "--split", split, "--count", str(count)], check=True)
 
@@ -347,7 +384,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train-dir", default="/tmp/shapes-train")
     ap.add_argument("--val-dir", default="/tmp/shapes-val")
-    ap.add_argument("--train-count", type=int, default=3000)
+    ap.add_argument("--train-count", type=int, default=1600)
     ap.add_argument("--val-count", type=int, default=200)
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=4)
@@ -355,7 +392,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--init-seg", default=SEG_WEIGHTS, help="backbone.* from this file if it exists; 'none'")
-    ap.add_argument("--eval-every", type=int, default=0, help="val AP on 50 images every N iterations")
+    ap.add_argument("--eval-every", type=int, default=250, help="val AP on 50 images every N iterations")
     ap.add_argument("--ckpt", default="/tmp/train_det_ckpt.pth", help="float32 state saved every 100 iters")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-generate", action="store_true")
@@ -366,7 +403,7 @@ def main() -> None:
     if not args.no_generate:
         ensure_split(args.train_dir, "train", args.train_count)
         ensure_split(args.val_dir, "val", args.val_count)
-    train, val = Shapes(args.train_dir), Shapes(args.val_dir)
+    train, val = Shapes(args.train_dir, args.train_count), Shapes(args.val_dir, args.val_count)
 
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
