@@ -37,6 +37,25 @@ func attendUnit(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: Att
     gemmAB(m: rows, n: d, k: n, a: scores, lda: n, b: v, ldb: ldqkv, c: out + r0 * ldout + h * d, ldc: ldout)
 }
 
+/// The bf16 form of attendUnit: K (already scaled) and V of the head come packed.
+@inline(__always)
+func attendUnitBF16(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int,
+                    rows r0: Int, count rows: Int, out: UnsafeMutablePointer<Float>, ldout: Int,
+                    scores: UnsafeMutablePointer<Float>, keys: PackedBF16, values: PackedBF16, kernel: BF16Kernel) {
+    let d = shape.headDim
+    gemmBF16(m: rows, a: qkv + h * d + r0 * ldqkv, lda: ldqkv, b: keys, c: scores, ldc: n, kernel: kernel)
+    uf_softmax_rows(scores, rows, n)
+    gemmBF16(m: rows, a: scores, lda: n, b: values, c: out + r0 * ldout + h * d, ldc: ldout, kernel: kernel)
+}
+
+/// Head h's keys as the right operand of Q·Kᵀ (d × n, times the attention scale) and its values
+/// as that of P·V (n × d), packed for the bf16 kernels.
+func packHead(_ qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int) -> (keys: PackedBF16, values: PackedBF16) {
+    let c = shape.channels, d = shape.headDim
+    return (PackedBF16(qkv + c + h * d, rowStride: 1, colStride: ldqkv, k: d, n: n, scale: shape.scale),
+            PackedBF16(qkv + 2 * c + h * d, rowStride: ldqkv, colStride: 1, k: n, n: d))
+}
+
 /// Per-thread scratch for attention: a scores block and, for windows, one window's QKV and output.
 final class AttentionScratch: @unchecked Sendable {
     let buffers: [UnsafeMutablePointer<Float>]
@@ -60,6 +79,22 @@ public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: Compute
         let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in
             let src = SharedConstPointer(qp.baseAddress!)
+            if let kernel = ctx.bf16 {
+                let heads = (0..<shape.heads).map { _ in HeadPack() }
+                parallelFor(shape.heads, ctx) { hs in
+                    for h in hs { heads[h].value = packHead(src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h) }
+                }
+                parallelChunks(shape.heads * blocks, ctx) { thread, units in
+                    for u in units {
+                        let h = u / blocks, r0 = (u % blocks) * block
+                        let p = heads[h].value!
+                        attendUnitBF16(qkv: src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h, rows: r0,
+                                       count: min(block, n - r0), out: o.base, ldout: c, scores: scratch.buffers[thread],
+                                       keys: p.keys, values: p.values, kernel: kernel)
+                    }
+                }
+                return
+            }
             parallelChunks(shape.heads * blocks, ctx) { thread, units in
                 for u in units {
                     let h = u / blocks, r0 = (u % blocks) * block
@@ -104,10 +139,17 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
                             }
                         }
                         for head in 0..<shape.heads {
+                            let p = ctx.bf16.map { _ in packHead(wq, ldqkv: c3, tokens: t, shape: shape, head: head) }
                             var r0 = 0
                             while r0 < t {
-                                attendUnit(qkv: wq, ldqkv: c3, tokens: t, shape: shape, head: head, rows: r0,
-                                           count: min(block, t - r0), out: wo, ldout: c, scores: scores)
+                                if let p, let kernel = ctx.bf16 {
+                                    attendUnitBF16(qkv: wq, ldqkv: c3, tokens: t, shape: shape, head: head, rows: r0,
+                                                   count: min(block, t - r0), out: wo, ldout: c, scores: scores,
+                                                   keys: p.keys, values: p.values, kernel: kernel)
+                                } else {
+                                    attendUnit(qkv: wq, ldqkv: c3, tokens: t, shape: shape, head: head, rows: r0,
+                                               count: min(block, t - r0), out: wo, ldout: c, scores: scores)
+                                }
                                 r0 += block
                             }
                         }
@@ -126,4 +168,9 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
             }
         }
     } }
+}
+
+/// One head's packed keys and values, written by one thread before the units read it.
+final class HeadPack: @unchecked Sendable {
+    var value: (keys: PackedBF16, values: PackedBF16)?
 }

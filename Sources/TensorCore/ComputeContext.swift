@@ -13,12 +13,19 @@ public struct ComputeContext: Sendable {
     public let threads: Int
     /// When set, ops add their wall time per kind (see Profiler.swift).
     public var profiler: Profiler?
+    /// The precision the matrix products really run in: bf16 only where a bf16 kernel exists.
+    public let precision: Precision
+    /// The bf16 kernel in use (nil in fp32).
+    public let bf16: BF16Kernel?
 
     /// Sets OpenBLAS's process-wide thread count to 1 (the only call site in the project): the
-    /// engine's own `threads` chunks call sgemm concurrently.
-    public init(threads: Int? = nil) {
+    /// engine's own `threads` chunks call sgemm concurrently. `precision` bf16 falls back to fp32
+    /// on CPUs without AMX-BF16 or AVX512-BF16 (check `precision`).
+    public init(threads: Int? = nil, precision: Precision = .fp32) {
         let n = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.threads = n
+        bf16 = precision == .bf16 ? BF16Kernel.available : nil
+        self.precision = bf16 == nil ? .fp32 : .bf16
         openblas_set_num_threads(1)
     }
 }

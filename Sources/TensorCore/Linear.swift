@@ -4,6 +4,8 @@
 public struct Linear: Sendable {
     public let weight: Tensor   // [out, in]
     public let bias: [Float]?   // [out]
+    /// The weight packed for bf16 products, made on the first bf16 call.
+    let bf16Weight = BF16Cache()
 
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
@@ -31,6 +33,16 @@ public struct Linear: Sendable {
         shape[shape.count - 1] = outFeatures
         let o = outFeatures, b = bias
         return ctx.timed(epilogue == .biasGELU ? "linear+gelu" : "linear") { Tensor(uninitialized: shape) { out in
+            if let kernel = ctx.bf16 {
+                let packed = bf16Weight.get { PackedBF16.linearWeight(weight) }
+                x.data.withUnsafeBufferPointer { xp in
+                    gemmRowsBF16(m: n, a: xp.baseAddress!, lda: inFeatures, b: packed, c: out.baseAddress!, ldc: o,
+                                 bias: b, accumulate: false, kernel: kernel, ctx) { c, rows in
+                        if epilogue == .biasGELU { biasGELURows(c, rows: rows, cols: o, bias: nil) }
+                    }
+                }
+                return
+            }
             x.data.withUnsafeBufferPointer { xp in
                 weight.data.withUnsafeBufferPointer { wp in
                     gemmRows(m: n, n: o, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!, ctx) { c, rows in
@@ -50,6 +62,14 @@ public struct Linear: Sendable {
         precondition(residual.count == n * outFeatures, "Linear.accumulate: \(x.shape) → \(residual.shape)")
         let b = bias
         ctx.timed("linear") { residual.data.withUnsafeMutableBufferPointer { rp in
+            if let kernel = ctx.bf16 {
+                let packed = bf16Weight.get { PackedBF16.linearWeight(weight) }
+                x.data.withUnsafeBufferPointer { xp in
+                    gemmRowsBF16(m: n, a: xp.baseAddress!, lda: inFeatures, b: packed, c: rp.baseAddress!, ldc: outFeatures,
+                                 bias: b, accumulate: true, kernel: kernel, ctx)
+                }
+                return
+            }
             x.data.withUnsafeBufferPointer { xp in
                 weight.data.withUnsafeBufferPointer { wp in
                     gemmRows(m: n, n: outFeatures, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!,

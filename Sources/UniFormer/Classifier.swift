@@ -22,7 +22,7 @@ public final class Classifier: Sendable {
     public let classes: [String]?
 
     /// `weights` nil: the checkpoint the config names.
-    public init(model: String, weights: URL? = nil, threads: Int? = nil) throws {
+    public init(model: String, weights: URL? = nil, threads: Int? = nil, precision: Precision = .fp32) throws {
         file = try ModelFile(contentsOf: try ModelFile.resolve(model))
         let weights = try weights ?? file.defaultWeights()
         let config = try file.backboneConfig()
@@ -33,7 +33,7 @@ public final class Classifier: Sendable {
         let scope = WeightScope(dict)
         backbone = try UniFormerBackbone(config: config, weights: scope)
         try scope.finish(ignoring: [.suffix(".num_batches_tracked")])
-        context = ComputeContext(threads: threads)
+        context = ComputeContext(threads: threads, precision: precision)
         classes = file.classes ?? dict.classes
     }
 

@@ -37,7 +37,7 @@ public final class FeatureExtractor: Sendable {
     public let context: ComputeContext
 
     /// `weights` nil: the checkpoint the config names (the bundled demo models' weights).
-    public init(model: String, weights: URL? = nil, threads: Int? = nil) throws {
+    public init(model: String, weights: URL? = nil, threads: Int? = nil, precision: Precision = .fp32) throws {
         let url = try ModelFile.resolve(model)
         file = try ModelFile(contentsOf: url)
         let weights = try weights ?? file.defaultWeights()
@@ -48,7 +48,7 @@ public final class FeatureExtractor: Sendable {
         backbone = try UniFormerBackbone(config: config, weights: scope)
         // Keys of other parts of a detector/segmentor, and the classification head, are skipped by name.
         try scope.finish(ignoring: [.suffix(".num_batches_tracked")] + otherHeads)
-        context = ComputeContext(threads: threads)
+        context = ComputeContext(threads: threads, precision: precision)
     }
 
     /// The network input for an image under the config's `data` pipeline: keep-ratio resize to

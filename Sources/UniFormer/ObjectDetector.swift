@@ -66,7 +66,7 @@ public final class ObjectDetector: Sendable {
     public let palette: [[UInt8]]?
 
     /// `weights` nil: the checkpoint the config names (the bundled demo models' weights).
-    public init(model: String, weights: URL? = nil, threads: Int? = nil) throws {
+    public init(model: String, weights: URL? = nil, threads: Int? = nil, precision: Precision = .fp32) throws {
         file = try ModelFile(contentsOf: try ModelFile.resolve(model))
         let weights = try weights ?? file.defaultWeights()
         guard file.kind == .detection else {
@@ -76,7 +76,7 @@ public final class ObjectDetector: Sendable {
         let root = WeightScope(dict)
         detector = try AnyDetector(file.model, weights: root)
         try root.finish(ignoring: TwoStageDetector.unusedKeys)
-        context = ComputeContext(threads: threads)
+        context = ComputeContext(threads: threads, precision: precision)
         classes = try classNames(file, dict, count: detector.numClasses, field: "bbox_head.num_classes")
         palette = file.palette
     }

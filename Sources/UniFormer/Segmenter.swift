@@ -31,7 +31,7 @@ public final class Segmenter: Sendable {
     public let palette: [[UInt8]]
 
     /// `weights` nil: the checkpoint the config names (the bundled demo models' weights).
-    public init(model: String, weights: URL? = nil, threads: Int? = nil) throws {
+    public init(model: String, weights: URL? = nil, threads: Int? = nil, precision: Precision = .fp32) throws {
         file = try ModelFile(contentsOf: try ModelFile.resolve(model))
         let weights = try weights ?? file.defaultWeights()
         guard file.kind == .segmentation else {
@@ -42,7 +42,7 @@ public final class Segmenter: Sendable {
         let root = WeightScope(dict)
         segmentor = try Segmentor(config: config, weights: root)
         try root.finish(ignoring: Segmentor.unusedKeys)
-        context = ComputeContext(threads: threads)
+        context = ComputeContext(threads: threads, precision: precision)
         let k = config.numClasses
         classes = try classNames(file, dict, count: k, field: "decode_head.num_classes")
         palette = file.palette ?? defaultPalette(k)

@@ -34,6 +34,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Override stage-3 attention: global, window:N or hybrid:N.")
     var attention: String?
 
+    @Option(help: "Matrix products in fp32, or bf16 with fp32 accumulation (AMX / AVX512-BF16; fp32 where the CPU has neither).")
+    var precision: Precision = .fp32
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -51,7 +54,8 @@ struct Bench: ParsableCommand {
             let mode = try parseAttention(attention)
             let file = try ModelFile(contentsOf: try ModelFile.resolve(model))
             let config = try file.backboneConfig()
-            var ctx = ComputeContext(threads: threads)
+            var ctx = ComputeContext(threads: threads, precision: precision)
+            warnIfFallback(requested: precision, ctx)
             let profiler = Profiler()
             let root: WeightScope = try weights.map { WeightScope(try StateDict(contentsOf: URL(fileURLWithPath: $0))) }
                 ?? WeightScope.random(seed: 0)
@@ -93,10 +97,11 @@ struct Bench: ParsableCommand {
             let gflop = net.flops(height: h, width: w, attention: mode) / 1e9   // backbone only
             let rss = peakRSSMegabytes()
             if json {
-                print(String(format: "{\"median_ms\": %.3f, \"min_ms\": %.3f, \"max_ms\": %.3f, \"gflops\": %.2f, \"gflop\": %.3f, \"peak_rss_mb\": %.1f}",
-                             median, times.first!, times.last!, gflop / (median / 1e3), gflop, rss))
+                print(String(format: "{\"median_ms\": %.3f, \"min_ms\": %.3f, \"max_ms\": %.3f, \"gflops\": %.2f, \"gflop\": %.3f, \"peak_rss_mb\": %.1f",
+                             median, times.first!, times.last!, gflop / (median / 1e3), gflop, rss)
+                      + ", \"precision\": \"\(ctx.precision.rawValue)\"}")
             } else {
-                print("model:   \(file.url.lastPathComponent) \(w)×\(h), stage 3 \(mode ?? config.attention), \(ctx.threads) threads")
+                print("model:   \(file.url.lastPathComponent) \(w)×\(h), stage 3 \(mode ?? config.attention), \(ctx.threads) threads, \(ctx.precision.rawValue)\(ctx.bf16.map { " (\($0.rawValue))" } ?? "")")
                 print(String(format: "time:    median %.1f ms (min %.1f, max %.1f) over %d runs", median, times.first!, times.last!, runs))
                 print(String(format: "compute: %.2f GFLOP in the backbone → %.1f GFLOPS", gflop, gflop / (median / 1e3))
                       + (file.kind == .backbone ? "" : " (heads not counted)"))

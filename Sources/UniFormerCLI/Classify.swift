@@ -20,7 +20,8 @@ struct Classify: ParsableCommand {
         try reporting {
             let batch = try expandImages(images)
             let inputs = batch.urls
-            let model = try Classifier(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads)
+            let model = try Classifier(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads, precision: options.precision)
+            warnIfFallback(requested: options.precision, model.context)
             for input in inputs {
                 let image = try loadImage(contentsOf: input)
                 if inputs.count > 1 { print(input.path) }

@@ -46,7 +46,8 @@ struct Detect: ParsableCommand {
             let perImage = try format == "json" ? output.map { try outputPaths(for: batch, output: $0, ext: "json") } : nil
             let overlays = try overlay.map { try outputPaths(for: batch, output: $0, ext: "png") }
             let ids = try format == "coco" ? imageIDs(inputs) : [:]
-            let model = try ObjectDetector(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads)
+            let model = try ObjectDetector(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads, precision: options.precision)
+            warnIfFallback(requested: options.precision, model.context)
             guard format == "json" || model.classes.count == 80 else {
                 throw InputError(description: "\(model.file.url.path): --format coco needs the 80 COCO classes, the model has \(model.classes.count)")
             }

@@ -26,7 +26,8 @@ struct Features: ParsableCommand {
             let mode = try parseAttention(attention)
             let batch = try expandImages(images)
             let inputs = batch.urls
-            let model = try FeatureExtractor(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads)
+            let model = try FeatureExtractor(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads, precision: options.precision)
+            warnIfFallback(requested: options.precision, model.context)
             let outputs = try outputPaths(for: batch, output: output, ext: "safetensors")
             for (i, (input, out)) in zip(inputs, outputs).enumerated() {
                 if inputs.count > 1 { progress("[\(i + 1)/\(inputs.count)] \(input.path)") }

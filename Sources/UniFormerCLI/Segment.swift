@@ -39,7 +39,8 @@ struct Segment: ParsableCommand {
             }
             let overlays = try overlay.map { try outputPaths(for: batch, output: $0, ext: "png") }
             let logitFiles = try logits.map { try outputPaths(for: batch, output: $0, ext: "safetensors") }
-            let model = try Segmenter(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads)
+            let model = try Segmenter(model: options.model, weights: options.weights.map { URL(fileURLWithPath: $0) }, threads: options.threads, precision: options.precision)
+            warnIfFallback(requested: options.precision, model.context)
             var failed = 0
             for (i, input) in inputs.enumerated() {
                 if inputs.count > 1 { progress("[\(i + 1)/\(inputs.count)] \(input.path)") }

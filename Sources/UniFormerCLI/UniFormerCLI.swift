@@ -1,6 +1,7 @@
 //! `uniformer`: the command-line tool. Errors become one line on stderr and a non-zero exit.
 
 import ArgumentParser
+import TensorCore
 import Foundation
 
 @main
@@ -28,4 +29,16 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Threads (default: all cores).")
     var threads: Int?
+
+    @Option(help: "Matrix products in fp32, or bf16 with fp32 accumulation (AMX / AVX512-BF16; fp32 where the CPU has neither).")
+    var precision: Precision = .fp32
+}
+
+extension Precision: ExpressibleByArgument {}
+
+/// Says on stderr when bf16 was asked for and the CPU runs fp32 instead.
+func warnIfFallback(requested: Precision, _ ctx: ComputeContext) {
+    if requested != ctx.precision {
+        progress("uniformer: warning: this CPU has no AMX-BF16 or AVX512-BF16; running fp32")
+    }
 }

@@ -5,6 +5,7 @@
 #define UNIFORMER_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /// Softmax of each row of a row-major [rows, cols] block, in place (max-subtracted, exact form).
 void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols);
@@ -36,5 +37,30 @@ void uf_winograd_output(const float *mm, ptrdiff_t posStride, ptrdiff_t cout, in
 /// Weight transform G g Gᵀ in double: packed [o, 3, 3, c] → u [α², o, c]. g: G [α, 3].
 void uf_winograd_weights(const float *packed, ptrdiff_t o, ptrdiff_t c, int alpha, const double *g,
                          float *u);
+
+// bf16 matrix products (bf16_gemm.c): C[m×n] = A[m×k] · B[k×n] with bf16 inputs, fp32
+// accumulation. B is any k×n matrix addressed as b[kk·rs + j·cs] (a Linear weight [n, k]: rs 1,
+// cs k), packed once — optionally scaled — into panels of 32 columns, [k/2][32][2] bf16, K
+// zero-padded to a multiple of 32. A is rounded per call into uf_gemm_bf16_a_count(m, k) values:
+// row-major with the padded K, then 31 zero rows. Check support before calling a kernel.
+
+/// AVX512-BF16 (and AVX-512 F/BW/DQ) present.
+int uf_gemm_bf16_supported(void);
+/// AMX-BF16 present and granted by the OS (asks Linux for the tile state on the first call).
+int uf_gemm_amx_supported(void);
+
+size_t uf_gemm_packed_bf16_count(ptrdiff_t n, ptrdiff_t k);
+void uf_gemm_pack_bf16(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, ptrdiff_t n, float scale, uint16_t *packed);
+size_t uf_gemm_bf16_a_count(ptrdiff_t m, ptrdiff_t k);
+void uf_to_bf16_rows(const float *a, ptrdiff_t m, ptrdiff_t k, ptrdiff_t lda, uint16_t *out);
+
+/// C (row stride ldc) = A · B + bias (bias may be NULL); `accumulate` makes it C +=.
+void uf_gemm_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const uint16_t *a, const uint16_t *packed,
+                  float *c, ptrdiff_t ldc, const float *bias, int accumulate);
+void uf_gemm_amx(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const uint16_t *a, const uint16_t *packed,
+                 float *c, ptrdiff_t ldc, const float *bias, int accumulate);
+
+/// float → bf16 → float, rounding to nearest even (what the bf16 path does to its inputs).
+float uf_bf16_round(float x);
 
 #endif
