@@ -87,17 +87,17 @@ func gemmRowsBF16(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedBF16, c: U
 }
 
 /// The packed bf16 form of a layer's weights, made on first use and kept (thread-safe).
-public final class BF16Cache: @unchecked Sendable {
-    private var packed: PackedBF16?
+public final class BF16Cache<Value>: @unchecked Sendable {
+    private var value: Value?
     private let lock = NSLock()
 
     public init() {}
 
-    public func get(_ make: () -> PackedBF16) -> PackedBF16 {
+    public func get(_ make: () -> Value) -> Value {
         lock.lock(); defer { lock.unlock() }
-        if let packed { return packed }
-        let p = make()
-        packed = p
-        return p
+        if let value { return value }
+        let v = make()
+        value = v
+        return v
     }
 }

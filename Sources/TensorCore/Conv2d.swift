@@ -26,6 +26,9 @@ public struct Conv2d: Sendable {
     /// the algorithm reads is kept (U is 4× the weight for F(4×4)).
     let packed: [Float]
     public let bias: [Float]?
+    /// `packed` for the bf16 kernels (im2col: one [O, k·k·C] matrix; Winograd: one per position),
+    /// made on the first bf16 call.
+    let bf16Weights = BF16Cache<[PackedBF16]>()
 
     /// weight: OIHW as in the checkpoint. `algorithm` nil picks Winograd (`WinogradTransform.default`)
     /// for 3×3, stride 1, padding 1, else im2col.
@@ -89,7 +92,21 @@ public struct Conv2d: Sendable {
             return ctx.timed("conv2d") { convolve(x, h, w, c, ho, wo, ctx) }
         case let .winograd(tr):
             return ctx.timed("conv2d/winograd") {
-                winogradConv3x3(x, transform: tr, u: packed, outChannels: outChannels, bias: bias, ctx)
+                winogradConv3x3(x, transform: tr, u: packed, outChannels: outChannels, bias: bias,
+                                bf16: ctx.bf16 == nil ? nil : bf16Packed(), ctx)
+            }
+        }
+    }
+
+    /// The weights for the bf16 kernels: im2col's [O, k·k·C], or U[p] [O, C] per Winograd position.
+    private func bf16Packed() -> [PackedBF16] {
+        bf16Weights.get {
+            let o = outChannels
+            let per = packed.count / o
+            let parts = algorithm == .im2col ? 1 : packed.count / (o * inChannels)
+            let cols = algorithm == .im2col ? per : inChannels
+            return packed.withUnsafeBufferPointer { wp in
+                (0..<parts).map { q in PackedBF16(wp.baseAddress! + q * o * cols, rowStride: 1, colStride: cols, k: cols, n: o) }
             }
         }
     }
@@ -136,10 +153,15 @@ public struct Conv2d: Sendable {
                                 }
                             }
                         }
-                        packed.withUnsafeBufferPointer { wp in
-                            gemmRows(m: rows * wo, n: oc, k: cols, a: cp.baseAddress!, b: wp.baseAddress!,
-                                     c: dstOut + y0 * wo * oc, ctx) { c, n in
-                                if let b { addRowBias(c, rows: n, bias: b) }
+                        if let kernel = ctx.bf16 {
+                            gemmRowsBF16(m: rows * wo, a: cp.baseAddress!, lda: cols, b: bf16Packed()[0],
+                                         c: dstOut + y0 * wo * oc, ldc: oc, bias: b, accumulate: false, kernel: kernel, ctx)
+                        } else {
+                            packed.withUnsafeBufferPointer { wp in
+                                gemmRows(m: rows * wo, n: oc, k: cols, a: cp.baseAddress!, b: wp.baseAddress!,
+                                         c: dstOut + y0 * wo * oc, ctx) { c, n in
+                                    if let b { addRowBias(c, rows: n, bias: b) }
+                                }
                             }
                         }
                         y0 += rows

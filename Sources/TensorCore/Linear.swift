@@ -5,7 +5,7 @@ public struct Linear: Sendable {
     public let weight: Tensor   // [out, in]
     public let bias: [Float]?   // [out]
     /// The weight packed for bf16 products, made on the first bf16 call.
-    let bf16Weight = BF16Cache()
+    let bf16Weight = BF16Cache<PackedBF16>()
 
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }

@@ -100,8 +100,9 @@ let winogradBandBytes = 64 << 20
 let winogradMaxBandTiles = 256
 
 /// x [H, W, C] → [H, W, O]: 3×3, stride 1, padding 1, with U = G g Gᵀ [α², O, C] and optional bias [O].
+/// `bf16`: U[p] packed per position for the bf16 kernels (ctx.bf16 set), else the products run in fp32.
 func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], outChannels oc: Int,
-                     bias: [Float]?, _ ctx: ComputeContext, bandBytes: Int = winogradBandBytes) -> Tensor {
+                     bias: [Float]?, bf16: [PackedBF16]? = nil, _ ctx: ComputeContext, bandBytes: Int = winogradBandBytes) -> Tensor {
     let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2])
     let m = tr.m, a = tr.alpha, positions = a * a
     precondition(u.count == positions * oc * c, "Winograd: U \(u.count) values for \(positions)×\(oc)×\(c)")
@@ -133,8 +134,13 @@ func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], o
                 }
                 parallelFor(positions, ctx) { ps in
                     for p in ps {
-                        gemmABt(m: count, n: oc, k: c, a: vp.base + p * count * c, b: up.base + p * oc * c,
-                                c: mp.base + p * count * oc)
+                        if let bf16, let kernel = ctx.bf16 {
+                            gemmBF16(m: count, a: vp.base + p * count * c, lda: c, b: bf16[p],
+                                     c: mp.base + p * count * oc, ldc: oc, kernel: kernel)
+                        } else {
+                            gemmABt(m: count, n: oc, k: c, a: vp.base + p * count * c, b: up.base + p * oc * c,
+                                    c: mp.base + p * count * oc)
+                        }
                     }
                 }
                 // Y = Aᵀ M A + bias into the output rows of these tiles.

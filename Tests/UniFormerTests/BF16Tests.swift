@@ -4,6 +4,7 @@
 // On a CPU with neither kernel the kernel tests have nothing to run and say so.
 
 import CKernels
+import Imaging
 import Foundation
 import TensorCore
 import Testing
@@ -125,5 +126,41 @@ private let kernels: [BF16Kernel] = {
             print("bf16 \(name) stage\(i + 1): \(cmp)")
             #expect(cmp.nmse < 1e-3, "\(name) stage\(i + 1): \(cmp)")
         }
+    }
+}
+
+/// The accuracy cost on the task fixtures, printed for BENCHMARKS.md and bounded: segmentation
+/// label agreement with mmseg's fp32 labels; detections of mmdet's fp32 run found again in bf16
+/// (same class, box IoU ≥ 0.9, score within 0.05).
+@Suite struct BF16Tasks {
+    @Test(arguments: ["upernet_global", "upernet_hybrid", "fpn_hybrid"])
+    func segmentationLabelsInBF16(_ name: String) throws {
+        let dir = Fixtures.root.appendingPathComponent("segmentation").appendingPathComponent(name)
+        let model = try Segmenter(model: dir.appendingPathComponent("config.json").path,
+                                  weights: dir.appendingPathComponent("weights.pth"), threads: 2, precision: .bf16)
+        guard model.context.precision == .bf16 else { return }
+        let io = try StateDict(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let result = try model.segment(try loadImage(contentsOf: dir.appendingPathComponent("image.png")), attention: try fixtureOverride(dir))
+        let want = try #require(io.tensors["labels"]).tensor().data.map { UInt8($0) }
+        let agreement = Double(zip(result.labels, want).filter { $0 == $1 }.count) / Double(want.count)
+        print("bf16 \(name): label agreement \(agreement)")
+        #expect(agreement >= 0.97, "\(name): \(agreement)")
+    }
+
+    @Test(arguments: ["mask_rcnn_global", "mask_rcnn_hybrid", "cascade_mask_rcnn", "retinanet"])
+    func detectionsInBF16(_ name: String) throws {
+        let dir = Fixtures.root.appendingPathComponent("detection").appendingPathComponent(name)
+        let model = try ObjectDetector(model: dir.appendingPathComponent("config.json").path, threads: 2, precision: .bf16)
+        guard model.context.precision == .bf16 else { return }
+        let io = try StateDict(contentsOf: dir.appendingPathComponent("io.safetensors"))
+        let dets = try model.detect(try loadImage(contentsOf: dir.appendingPathComponent("image.png")), attention: try fixtureOverride(dir))
+        let want = scoredRows(try #require(io.tensors["det_bboxes"]).tensor())
+        let labels = try #require(io.tensors["det_labels"]).tensor().data.map { Int($0) }
+        let found = want.indices.filter { i in
+            dets.contains { $0.label == labels[i] && boxIoU($0.box, want[i].0) >= 0.9 && abs($0.score - want[i].1) <= 0.05 }
+        }.count
+        let rate = want.isEmpty ? 1 : Double(found) / Double(want.count)
+        print("bf16 \(name): \(found) of \(want.count) detections found again (\(dets.count) in bf16)")
+        #expect(rate >= 0.75, "\(name): \(found) of \(want.count)")
     }
 }
