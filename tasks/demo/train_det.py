@@ -352,6 +352,12 @@ def write_config(model: dict, description: str) -> dict:
     return cfg
 
 
+def describe(args, init: str) -> str:
+    return (f"Demo Mask R-CNN (UniFormer hybrid backbone 32-64-128-256, layers 2-2-4-2, FPN 64) trained on "
+            f"synthetic shapes scenes (tasks/demo/shapes.py) by tasks/demo/train_det.py: "
+            f"{args.iters} iterations x batch {args.batch}, {init}. 5 classes: {', '.join(CLASSES)}.")
+
+
 def init_from_seg(model, path: str) -> int:
     from safetensors.torch import load_file
     sd = load_file(path)
@@ -391,15 +397,23 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--seed", type=int, default=20261122)
-    ap.add_argument("--init-seg", default=SEG_WEIGHTS, help="backbone.* from this file if it exists; 'none'")
+    ap.add_argument("--init-seg", default="none",
+                    help=f"backbone.* from this file (e.g. {os.path.relpath(SEG_WEIGHTS, ROOT)}); default none: from scratch")
     ap.add_argument("--eval-every", type=int, default=250, help="val AP on 50 images every N iterations")
     ap.add_argument("--ckpt", default="/tmp/train_det_ckpt.pth", help="float32 state saved every 100 iters")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--no-generate", action="store_true")
     ap.add_argument("--weights-out", default=WEIGHTS_OUT)
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--config-only", action="store_true", help="only (re)write configs/demo-shapes-det.json")
     args = ap.parse_args()
 
+    if args.config_only:
+        init = "from scratch (PyTorch default init + mmdet's head inits)" if args.init_seg == "none" else \
+            f"backbone from {os.path.relpath(args.init_seg, ROOT)}"
+        write_config(model_dict(), describe(args, init))
+        print(f"wrote {CONFIG_OUT}")
+        return
     if not args.no_generate:
         ensure_split(args.train_dir, "train", args.train_count)
         ensure_split(args.val_dir, "val", args.val_count)
@@ -410,7 +424,7 @@ def main() -> None:
     model_cfg = model_dict()
     model = build(model_cfg)
     init = "from scratch (PyTorch default init + mmdet's head inits)"
-    if args.init_seg != "none" and os.path.exists(args.init_seg):
+    if args.init_seg != "none":
         n = init_from_seg(model, args.init_seg)
         init = f"backbone from {os.path.relpath(args.init_seg, ROOT)} ({n} tensors)"
     print("init:", init, flush=True)
@@ -487,9 +501,7 @@ def main() -> None:
           f"(TRAIN_THREADS={torch.get_num_threads()})", flush=True)
 
     # export fp16 and evaluate what was exported (fp16 weights computed in float32)
-    description = (f"Demo Mask R-CNN (UniFormer hybrid backbone 32-64-128-256, layers 2-2-4-2, FPN 64) trained on "
-                   f"synthetic shapes scenes (tasks/demo/shapes.py) by tasks/demo/train_det.py: "
-                   f"{args.iters} iterations x batch {args.batch}, {init}. 5 classes: {', '.join(CLASSES)}.")
+    description = describe(args, init)
     if args.no_export:
         return
     size = export(model, args.weights_out, {"format": "pt", "generator": "tasks/demo/train_det.py",
