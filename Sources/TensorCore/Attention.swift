@@ -23,9 +23,15 @@ public struct AttentionShape: Sendable {
 @inline(__always)
 func queryBlock(_ n: Int) -> Int { min(n, max(32, (2 << 20) / max(1, n))) }
 
+/// With K and V packed once per head the block can be small: ≤ 512 KB of scores (≥ 12 rows), so
+/// the scores stay in L2 between Q·Kᵀ, the softmax and P·V.
+@inline(__always)
+func packedQueryBlock(_ n: Int) -> Int { min(n, max(12, (128 << 10) / max(1, n) / 12 * 12)) }
+
 /// One (head, query block) of attention over `n` tokens whose QKV rows start at `qkv` (row stride
 /// `ldqkv`): S = scale · Q_rows Kᵀ, softmax, S·V into the head's columns of `out` (row stride `ldout`).
-/// `scores` holds rows · n floats. Single-threaded: callers parallelise over units.
+/// `scores` holds rows · n floats. Single-threaded: callers parallelise over units. The fallback
+/// path for CPUs without AVX-512 (OpenBLAS on the unpacked operands).
 @inline(__always)
 func attendUnit(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int,
                 rows r0: Int, count rows: Int, out: UnsafeMutablePointer<Float>, ldout: Int,
@@ -37,23 +43,45 @@ func attendUnit(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: Att
     gemmAB(m: rows, n: d, k: n, a: scores, lda: n, b: v, ldb: ldqkv, c: out + r0 * ldout + h * d, ldc: ldout)
 }
 
-/// The bf16 form of attendUnit: K (already scaled) and V of the head come packed.
-@inline(__always)
-func attendUnitBF16(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int,
-                    rows r0: Int, count rows: Int, out: UnsafeMutablePointer<Float>, ldout: Int,
-                    scores: UnsafeMutablePointer<Float>, keys: PackedBF16, values: PackedBF16, kernel: BF16Kernel) {
-    let d = shape.headDim
-    gemmBF16(m: rows, a: qkv + h * d + r0 * ldqkv, lda: ldqkv, b: keys, c: scores, ldc: n, kernel: kernel)
-    uf_softmax_rows(scores, rows, n)
-    gemmBF16(m: rows, a: scores, lda: n, b: values, c: out + r0 * ldout + h * d, ldc: ldout, kernel: kernel)
-}
+/// One head's keys, as the right operand of Q·Kᵀ (d × n, times the attention scale), and values,
+/// as that of P·V (n × d), packed once for the packed-operand kernels: bf16 when the context runs
+/// bf16, else fp32 (AVX-512). nil when neither applies (attendUnit's OpenBLAS path).
+enum PackedHead: @unchecked Sendable {
+    case bf16(keys: PackedBF16, values: PackedBF16, kernel: BF16Kernel)
+    case fp32(keys: PackedF32, values: PackedF32)
 
-/// Head h's keys as the right operand of Q·Kᵀ (d × n, times the attention scale) and its values
-/// as that of P·V (n × d), packed for the bf16 kernels.
-func packHead(_ qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int) -> (keys: PackedBF16, values: PackedBF16) {
-    let c = shape.channels, d = shape.headDim
-    return (PackedBF16(qkv + c + h * d, rowStride: 1, colStride: ldqkv, k: d, n: n, scale: shape.scale),
-            PackedBF16(qkv + 2 * c + h * d, rowStride: ldqkv, colStride: 1, k: n, n: d))
+    init?(_ qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int, _ ctx: ComputeContext) {
+        let c = shape.channels, d = shape.headDim
+        let k = qkv + c + h * d, v = qkv + 2 * c + h * d
+        if let kernel = ctx.bf16 {
+            self = .bf16(keys: PackedBF16(k, rowStride: 1, colStride: ldqkv, k: d, n: n, scale: shape.scale),
+                         values: PackedBF16(v, rowStride: ldqkv, colStride: 1, k: n, n: d), kernel: kernel)
+        } else if PackedF32.available {
+            self = .fp32(keys: PackedF32(k, rowStride: 1, colStride: ldqkv, k: d, n: n, scale: shape.scale),
+                         values: PackedF32(v, rowStride: ldqkv, colStride: 1, k: n, n: d))
+        } else {
+            return nil
+        }
+    }
+
+    /// attendUnit on the packed operands; `scratch` holds PackedF32.scratchFloats(max(n, d)) floats.
+    @inline(__always)
+    func attend(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int,
+                rows r0: Int, count rows: Int, out: UnsafeMutablePointer<Float>, ldout: Int,
+                scores: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let d = shape.headDim
+        let q = qkv + h * d + r0 * ldqkv, o = out + r0 * ldout + h * d
+        switch self {
+        case let .bf16(keys, values, kernel):
+            gemmBF16(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, kernel: kernel)
+            uf_softmax_rows(scores, rows, n)
+            gemmBF16(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, kernel: kernel)
+        case let .fp32(keys, values):
+            gemmPacked(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, scratch: scratch)
+            uf_softmax_rows(scores, rows, n)
+            gemmPacked(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, scratch: scratch)
+        }
+    }
 }
 
 /// Per-thread scratch for attention: a scores block and, for windows, one window's QKV and output.
@@ -67,39 +95,38 @@ final class AttentionScratch: @unchecked Sendable {
     deinit { buffers.forEach { $0.deallocate() } }
 }
 
-/// Global attention: qkv [N, 3C] → [N, C]. Units of (head, query block) run on all threads.
+/// Global attention: qkv [N, 3C] → [N, C]. Each head's K and V are packed once (in parallel over
+/// heads), then units of (head, query block) run on all threads.
 public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: ComputeContext) -> Tensor {
     let c = shape.channels
     let n = qkv.count / (3 * c)
     precondition(n * 3 * c == qkv.count, "attention: qkv \(qkv.shape) for \(c) channels")
-    let block = queryBlock(n)
+    let packing = ctx.bf16 != nil || PackedF32.available
+    let block = packing ? packedQueryBlock(n) : queryBlock(n)
     let blocks = (n + block - 1) / block
-    let scratch = AttentionScratch(threads: ctx.threads, floats: block * n)
+    let extra = PackedF32.scratchFloats(max(n, shape.headDim))
+    let scratch = AttentionScratch(threads: ctx.threads, floats: block * n + extra)
     return ctx.timed("attention") { Tensor(uninitialized: [n, c]) { out in
         let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in
             let src = SharedConstPointer(qp.baseAddress!)
-            if let kernel = ctx.bf16 {
-                let heads = (0..<shape.heads).map { _ in HeadPack() }
+            let heads = (0..<shape.heads).map { _ in HeadPack() }
+            if packing {
                 parallelFor(shape.heads, ctx) { hs in
-                    for h in hs { heads[h].value = packHead(src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h) }
+                    for h in hs { heads[h].value = PackedHead(src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h, ctx) }
                 }
-                parallelChunks(shape.heads * blocks, ctx) { thread, units in
-                    for u in units {
-                        let h = u / blocks, r0 = (u % blocks) * block
-                        let p = heads[h].value!
-                        attendUnitBF16(qkv: src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h, rows: r0,
-                                       count: min(block, n - r0), out: o.base, ldout: c, scores: scratch.buffers[thread],
-                                       keys: p.keys, values: p.values, kernel: kernel)
-                    }
-                }
-                return
             }
             parallelChunks(shape.heads * blocks, ctx) { thread, units in
+                let scores = scratch.buffers[thread]
                 for u in units {
-                    let h = u / blocks, r0 = (u % blocks) * block
-                    attendUnit(qkv: src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h, rows: r0,
-                               count: min(block, n - r0), out: o.base, ldout: c, scores: scratch.buffers[thread])
+                    let h = u / blocks, r0 = (u % blocks) * block, rows = min(block, n - r0)
+                    if let p = heads[h].value {
+                        p.attend(qkv: src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h, rows: r0, count: rows,
+                                 out: o.base, ldout: c, scores: scores, scratch: scores + block * n)
+                    } else {
+                        attendUnit(qkv: src.base, ldqkv: 3 * c, tokens: n, shape: shape, head: h, rows: r0,
+                                   count: rows, out: o.base, ldout: c, scores: scores)
+                    }
                 }
             }
         }
@@ -118,8 +145,9 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
     let nwy = (h + ws - 1) / ws, nwx = (w + ws - 1) / ws
     let t = ws * ws
     let block = queryBlock(t)
-    // per thread: [t, 3C] window QKV, [t, C] window output, [block, t] scores
-    let scratch = AttentionScratch(threads: ctx.threads, floats: t * c3 + t * c + block * t)
+    let extra = PackedF32.scratchFloats(max(t, shape.headDim))
+    // per thread: [t, 3C] window QKV, [t, C] window output, [block, t] scores, kernel scratch
+    let scratch = AttentionScratch(threads: ctx.threads, floats: t * c3 + t * c + block * t + extra)
     return ctx.timed("window attention") { Tensor(uninitialized: [h * w, c]) { out in
         let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in
@@ -139,13 +167,13 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
                             }
                         }
                         for head in 0..<shape.heads {
-                            let p = ctx.bf16.map { _ in packHead(wq, ldqkv: c3, tokens: t, shape: shape, head: head) }
+                            let packed = PackedHead(wq, ldqkv: c3, tokens: t, shape: shape, head: head, ctx)
                             var r0 = 0
                             while r0 < t {
-                                if let p, let kernel = ctx.bf16 {
-                                    attendUnitBF16(qkv: wq, ldqkv: c3, tokens: t, shape: shape, head: head, rows: r0,
-                                                   count: min(block, t - r0), out: wo, ldout: c, scores: scores,
-                                                   keys: p.keys, values: p.values, kernel: kernel)
+                                if let packed {
+                                    packed.attend(qkv: wq, ldqkv: c3, tokens: t, shape: shape, head: head, rows: r0,
+                                                  count: min(block, t - r0), out: wo, ldout: c, scores: scores,
+                                                  scratch: scores + block * t)
                                 } else {
                                     attendUnit(qkv: wq, ldqkv: c3, tokens: t, shape: shape, head: head, rows: r0,
                                                count: min(block, t - r0), out: wo, ldout: c, scores: scores)
@@ -170,7 +198,7 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
     } }
 }
 
-/// One head's packed keys and values, written by one thread before the units read it.
+/// One head's packed operands, written by one thread before the units read them.
 final class HeadPack: @unchecked Sendable {
-    var value: (keys: PackedBF16, values: PackedBF16)?
+    var value: PackedHead?
 }

@@ -1,9 +1,46 @@
-//! The single GEMM entry points: every matrix product in the engine is cblas_sgemm.
-//! Row-major, PyTorch layouts: a Linear weight [out, in] is used as Bᵀ directly.
-//! OpenBLAS runs single-threaded (ComputeContext); `gemmRows` splits the rows of A and C across
-//! the engine's threads, each chunk one sgemm, followed by its epilogue while the rows are in cache.
+//! The fp32 GEMM entry points. Layers' products are cblas_sgemm, row-major, PyTorch layouts (a
+//! Linear weight [out, in] is used as Bᵀ directly); OpenBLAS runs single-threaded (ComputeContext)
+//! and `gemmRows` splits the rows of A and C across the engine's threads, each chunk one sgemm,
+//! followed by its epilogue while the rows are in cache. Attention, whose K and V are multiplied by
+//! many small blocks of query rows, packs them once per head (`PackedF32`) for the AVX-512 kernel
+//! of CKernels/sgemm_packed.c instead of letting sgemm re-pack them on every call.
+//! (bf16 products: BF16.swift.)
 
 import CBLAS
+import CKernels
+
+/// A k×n right-hand operand packed for uf_sgemm_packed (owns its buffer).
+public final class PackedF32: @unchecked Sendable {
+    public let k: Int
+    public let n: Int
+    let data: UnsafeMutablePointer<Float>
+
+    /// Whether this CPU runs the packed kernel (AVX-512).
+    public static let available = uf_sgemm_packed_supported() != 0
+
+    /// Scratch floats gemmPacked needs for a depth of k.
+    public static func scratchFloats(_ k: Int) -> Int { uf_sgemm_scratch_floats(k) }
+
+    /// B(kk, j) = b[kk·rowStride + j·colStride] · scale.
+    public init(_ b: UnsafePointer<Float>, rowStride: Int, colStride: Int, k: Int, n: Int, scale: Float = 1) {
+        self.k = k
+        self.n = n
+        let count = uf_sgemm_packed_floats(n, k)
+        // 64-byte aligned: the kernel loads B with aligned vector loads.
+        data = UnsafeMutableRawPointer.allocate(byteCount: max(64, count * 4), alignment: 64).bindMemory(to: Float.self, capacity: count)
+        uf_sgemm_pack(b, rowStride, colStride, k, n, scale, data)
+    }
+
+    deinit { data.deallocate() }
+}
+
+/// C[m×n] = A[m×k] · B (+ bias) (or C +=), single-threaded; A at row stride lda; `scratch` holds
+/// PackedF32.scratchFloats(B.k) floats.
+@inline(__always)
+public func gemmPacked(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedF32, c: UnsafeMutablePointer<Float>, ldc: Int,
+                       bias: UnsafePointer<Float>? = nil, accumulate: Bool = false, scratch: UnsafeMutablePointer<Float>) {
+    uf_sgemm_packed(m, b.n, b.k, a, lda, b.data, c, ldc, bias, accumulate ? 1 : 0, scratch)
+}
 
 /// C[m×n] = alpha · A[m×k] · B[n×k]ᵀ + beta · C.  Linear: A = tokens [m, in], B = weight [out, in].
 /// Leading dimensions default to packed rows; pass them to address column slices (e.g. one head of QKV).

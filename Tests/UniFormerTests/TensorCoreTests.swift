@@ -180,3 +180,35 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
         #expect(maxAbsDiff(got.data, want) < 1e-5)
     }
 }
+
+/// The packed-operand fp32 kernel (attention's products) against a naive double loop, odd shapes,
+/// strided and scaled B, bias and accumulation, C's columns beyond n untouched.
+@Suite struct PackedSgemm {
+    @Test(arguments: [(1, 1, 1), (11, 33, 7), (12, 32, 64), (25, 70, 100), (130, 64, 257), (37, 1000, 64)])
+    func matchesNaiveTwin(_ m: Int, _ n: Int, _ k: Int) throws {
+        guard PackedF32.available else { print("no AVX-512: the packed kernel is not used here"); return }
+        var rng = TestRNG(state: UInt64(m * 7919 + n * 31 + k))
+        let lda = k + 2, ldb = k + 5, ldc = n + 3
+        let a = (0..<(m * lda)).map { _ in rng.next() }
+        let bt = (0..<(n * ldb)).map { _ in rng.next() }           // Bᵀ rows: B(kk, j) = bt[j·ldb + kk]
+        let bias = (0..<n).map { _ in rng.next() }
+        let start = (0..<(m * ldc)).map { _ in rng.next() }
+        let packed = bt.withUnsafeBufferPointer { PackedF32($0.baseAddress!, rowStride: 1, colStride: ldb, k: k, n: n, scale: 0.25) }
+        var scratch = [Float](repeating: 0, count: PackedF32.scratchFloats(k))
+        for accumulate in [false, true] {
+            var c = start
+            a.withUnsafeBufferPointer { ap in bias.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    gemmPacked(m: m, a: ap.baseAddress!, lda: lda, b: packed, c: cp.baseAddress!, ldc: ldc,
+                               bias: bp.baseAddress, accumulate: accumulate, scratch: sp.baseAddress!)
+                }
+            } } }
+            for i in 0..<m { for j in 0..<ldc {
+                if j >= n { #expect(c[i * ldc + j] == start[i * ldc + j]); continue }
+                var want = Double(bias[j]) + (accumulate ? Double(start[i * ldc + j]) : 0)
+                for t in 0..<k { want += Double(a[i * lda + t]) * Double(bt[j * ldb + t] * 0.25) }
+                #expect(abs(Double(c[i * ldc + j]) - want) <= 1e-5 * (1 + Double(k).squareRoot()), "(\(i), \(j)) acc \(accumulate)")
+            } }
+        }
+    }
+}

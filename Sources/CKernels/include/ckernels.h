@@ -63,4 +63,15 @@ void uf_gemm_amx(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const uint16_t *a, const
 /// float → bf16 → float, rounding to nearest even (what the bf16 path does to its inputs).
 float uf_bf16_round(float x);
 
+// fp32 products with a packed right operand (sgemm_packed.c), AVX-512; B addressed as in the bf16
+// API (b[kk·rs + j·cs]), packed into panels of 32 columns [k][32], zero-padded, optionally scaled.
+int uf_sgemm_packed_supported(void);
+size_t uf_sgemm_packed_floats(ptrdiff_t n, ptrdiff_t k);
+void uf_sgemm_pack(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, ptrdiff_t n, float scale, float *packed);
+/// Scratch floats for uf_sgemm_packed (a short block of rows of A, zero-padded).
+size_t uf_sgemm_scratch_floats(ptrdiff_t k);
+/// C[m×n] (row stride ldc) = A[m×k] (row stride lda) · B + bias (NULL: none); `accumulate`: C +=.
+void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed,
+                     float *c, ptrdiff_t ldc, const float *bias, int accumulate, float *scratch);
+
 #endif

@@ -1,0 +1,111 @@
+// fp32 matrix products with a pre-packed right operand, AVX-512: C[m×n] = A[m×k] · B[k×n]
+// (+ bias, or C +=). Used where OpenBLAS's per-call packing of both operands costs most: attention,
+// whose K and V are packed once per head and then multiplied by many small blocks of query rows.
+//
+// Why it is fast. B is stored as panels of NR = 32 columns, each panel K rows of 32 contiguous
+// values, so the inner loop reads B strictly sequentially, two vectors per k. A is read in place
+// (row-major, lda): each k step broadcasts one value from each of MR = 12 rows. The 12×32 block of
+// C lives in 24 zmm accumulators for the whole K loop — 24 FMAs per 2 vector loads and 12
+// broadcasts, so the FMA units set the pace. Rows of A are taken MC at a time (their block stays in
+// L2) and every B panel sweeps that block (the panel stays in L1).
+
+#include "ckernels.h"
+#include <immintrin.h>
+#include <string.h>
+
+#define NR 32
+#define MR 12
+
+static ptrdiff_t panels(ptrdiff_t n) { return (n + NR - 1) / NR; }
+
+int uf_sgemm_packed_supported(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+}
+
+size_t uf_sgemm_packed_floats(ptrdiff_t n, ptrdiff_t k) { return (size_t)(panels(n) * NR * k); }
+
+void uf_sgemm_pack(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, ptrdiff_t n, float scale, float *packed) {
+    for (ptrdiff_t p = 0; p < panels(n); p++) {
+        float *dst = packed + p * k * NR;
+        ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
+        for (ptrdiff_t kk = 0; kk < k; kk++) {
+            const float *src = b + kk * rs + p * NR * cs;
+            ptrdiff_t j = 0;
+            for (; j < cols; j++) dst[kk * NR + j] = src[j * cs] * scale;
+            for (; j < NR; j++) dst[kk * NR + j] = 0.0f;
+        }
+    }
+}
+
+static inline __mmask16 mask_for(ptrdiff_t cols) { return cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1); }
+
+// Rows of A per block: the block should sit in L2 (≤ 256 KB) while all B panels sweep it.
+static ptrdiff_t row_block(ptrdiff_t k) {
+    ptrdiff_t mc = (ptrdiff_t)(262144 / ((size_t)(k > 0 ? k : 1) * sizeof(float))) / MR * MR;
+    return mc < MR ? MR : (mc > 40 * MR ? 40 * MR : mc);
+}
+
+// One MR×32 block: C[r, 0:32] (= or +=) Σ_k A[r, k] · Bp[k, 0:32] (+ bias) for r < mr, columns
+// under the masks. `a` has MR readable rows (row stride lda; the caller pads a short block).
+__attribute__((target("avx512f,avx512bw,avx512dq,fma")))
+static inline void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp, float *c, ptrdiff_t ldc,
+                              int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate) {
+    __m512 acc0[MR], acc1[MR];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
+    for (ptrdiff_t kk = 0; kk < k; kk++) {
+        __m512 b0 = _mm512_load_ps(bp + kk * NR), b1 = _mm512_load_ps(bp + kk * NR + 16);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(a[r * lda + kk]);
+            acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+            acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+        }
+    }
+    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+        if (r < mr) {
+            float *row = c + r * ldc;
+            __m512 v0 = _mm512_add_ps(acc0[r], bias0), v1 = _mm512_add_ps(acc1[r], bias1);
+            if (accumulate) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
+            }
+            _mm512_mask_storeu_ps(row, m0, v0);
+            _mm512_mask_storeu_ps(row + 16, m1, v1);
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,fma")))
+void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed,
+                     float *c, ptrdiff_t ldc, const float *bias, int accumulate, float *scratch) {
+    ptrdiff_t np = panels(n), mc = row_block(k);
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += mc) {
+        ptrdiff_t rows = m - i0 < mc ? m - i0 : mc;
+        // A short last group of rows is copied once into zero-padded scratch [MR, k].
+        ptrdiff_t full = rows / MR * MR;
+        int tail = (int)(rows - full);
+        if (tail) {
+            memset(scratch, 0, sizeof(float) * MR * k);
+            for (int q = 0; q < tail; q++) memcpy(scratch + q * k, a + (i0 + full + q) * lda, sizeof(float) * k);
+        }
+        for (ptrdiff_t p = 0; p < np; p++) {
+            ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
+            __mmask16 m0 = mask_for(cols), m1 = mask_for(cols - 16 > 0 ? cols - 16 : 0);
+            const float *bp = packed + p * k * NR;
+            const float *bias_p = bias ? bias + p * NR : NULL;
+            for (ptrdiff_t r = 0; r < full; r += MR)
+                kernel_f32(k, a + (i0 + r) * lda, lda, bp, c + (i0 + r) * ldc + p * NR, ldc, MR, m0, m1, bias_p, accumulate);
+            if (tail)
+                kernel_f32(k, scratch, k, bp, c + (i0 + full) * ldc + p * NR, ldc, tail, m0, m1, bias_p, accumulate);
+        }
+    }
+}
+
+// Scratch floats uf_sgemm_packed needs for a given k (a short block of rows, zero-padded to MR).
+size_t uf_sgemm_scratch_floats(ptrdiff_t k) { return (size_t)(MR * (k > 0 ? k : 1)); }
+
