@@ -55,7 +55,7 @@ void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols) {
     for (ptrdiff_t r = 0; r < rows; r++) {
         float *row = p + r * cols;
         float m = -INFINITY;
-        for (ptrdiff_t j = 0; j < cols; j++) m = row[j] > m ? row[j] : m;
+        for (ptrdiff_t j = 0; j < cols; j++) m = fmaxf(m, row[j]);  // maxnum: vectorises (a NaN score is skipped, not propagated)
         float sum = 0;
         for (ptrdiff_t j = 0; j < cols; j++) {
             float e = exp_approx(row[j] - m);
