@@ -77,3 +77,43 @@ void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bi
         }
     }
 }
+
+// One output pixel's channels [c0, c0 + n) of a depthwise k×k convolution: the accumulators stay in
+// registers across all taps (n is a compile-time 64 on the main path: 4 zmm), and each tap adds
+// weight · input over contiguous channels; taps outside the image are skipped (zero padding).
+static inline void dw_pixel(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int k, const float *wt,
+                            const float *bias, int residual, float *o, ptrdiff_t yy, ptrdiff_t xx,
+                            ptrdiff_t c0, ptrdiff_t n) {
+    int pad = k / 2;
+    float acc[64];
+    const float *self = x + (yy * w + xx) * c + c0;
+    for (ptrdiff_t j = 0; j < n; j++) acc[j] = bias[c0 + j] + (residual ? self[j] : 0.0f);
+    for (int ky = 0; ky < k; ky++) {
+        ptrdiff_t iy = yy + ky - pad;
+        if (iy < 0 || iy >= h) continue;
+        for (int kx = 0; kx < k; kx++) {
+            ptrdiff_t ix = xx + kx - pad;
+            if (ix < 0 || ix >= w) continue;
+            const float *s = x + (iy * w + ix) * c + c0;
+            const float *wk = wt + (ky * k + kx) * c + c0;
+            for (ptrdiff_t j = 0; j < n; j++) acc[j] += wk[j] * s[j];
+        }
+    }
+    for (ptrdiff_t j = 0; j < n; j++) o[c0 + j] = acc[j];
+}
+
+CLONES
+void uf_depthwise_rows(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int k, const float *wt,
+                       const float *bias, int residual, float *y, ptrdiff_t y0, ptrdiff_t y1) {
+    for (ptrdiff_t yy = y0; yy < y1; yy++) {
+        for (ptrdiff_t xx = 0; xx < w; xx++) {
+            float *o = y + (yy * w + xx) * c;
+            ptrdiff_t c0 = 0;
+            for (; c0 + 64 <= c; c0 += 64) dw_pixel(x, h, w, c, k, wt, bias, residual, o, yy, xx, c0, 64);
+            for (; c0 < c; c0 += 16) {
+                ptrdiff_t n = c - c0 < 16 ? c - c0 : 16;
+                dw_pixel(x, h, w, c, k, wt, bias, residual, o, yy, xx, c0, n);
+            }
+        }
+    }
+}

@@ -1,8 +1,11 @@
 //! Depthwise k×k convolution (groups = channels, stride 1, padding k/2) on channels-last input.
 //!
 //! [H, W, C] → [H, W, C]. The OIHW weight [C, 1, k, k] is repacked to [k·k, C] so the inner loop
-//! runs over contiguous channels — a plain multiply-add the compiler vectorises — and every
-//! output row is independent, so rows split across threads.
+//! runs over contiguous channels; the kernel (CKernels uf_depthwise_rows) keeps a pixel's 64-channel
+//! accumulators in registers across all k² taps, and every output row is independent, so rows
+//! split across threads.
+
+import CKernels
 
 public struct DepthwiseConv2d: Sendable {
     public let channels: Int
@@ -25,7 +28,7 @@ public struct DepthwiseConv2d: Sendable {
     public func callAsFunction(_ x: Tensor, residual: Bool = false, _ ctx: ComputeContext) -> Tensor {
         precondition(x.rank == 3 && x.shape[2] == channels, "DepthwiseConv2d(\(channels)): input \(x.shape)")
         let (h, w, c) = (x.shape[0], x.shape[1], channels)
-        let k = kernel, pad = kernel / 2
+        let k = kernel
         return ctx.timed("depthwise") { Tensor(uninitialized: x.shape) { out in
             let dst = SharedPointer(out.baseAddress!)
             x.data.withUnsafeBufferPointer { xp in
@@ -34,28 +37,8 @@ public struct DepthwiseConv2d: Sendable {
                     bias.withUnsafeBufferPointer { bp in
                         let wt = SharedConstPointer(wp.baseAddress!), b = SharedConstPointer(bp.baseAddress!)
                         parallelFor(h, ctx) { rows in
-                            for y in rows {
-                                for xx in 0..<w {
-                                    let o = dst.base + (y * w + xx) * c
-                                    if residual {
-                                        let s = src.base + (y * w + xx) * c
-                                        for j in 0..<c { o[j] = b.base[j] + s[j] }
-                                    } else {
-                                        o.update(from: b.base, count: c)
-                                    }
-                                    for ky in 0..<k {
-                                        let iy = y + ky - pad
-                                        if iy < 0 || iy >= h { continue }
-                                        for kx in 0..<k {
-                                            let ix = xx + kx - pad
-                                            if ix < 0 || ix >= w { continue }
-                                            let s = src.base + (iy * w + ix) * c
-                                            let wk = wt.base + (ky * k + kx) * c
-                                            for j in 0..<c { o[j] += wk[j] * s[j] }
-                                        }
-                                    }
-                                }
-                            }
+                            uf_depthwise_rows(src.base, h, w, c, Int32(k), wt.base, b.base, residual ? 1 : 0,
+                                              dst.base, rows.lowerBound, rows.upperBound)
                         }
                     }
                 }

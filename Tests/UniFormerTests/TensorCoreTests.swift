@@ -81,14 +81,15 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
         #expect(maxAbsDiff(got.data, want.data) < 1e-5)
     }
 
-    @Test(arguments: [3, 5])
-    func depthwiseMatchesNaive(_ k: Int) {
-        var rng = TestRNG(state: UInt64(k))
-        let x = rng.tensor([9, 14, 19])
-        let w = rng.tensor([19, 1, k, k])
-        let b = (0..<19).map { _ in rng.next() }
+    // 19 channels: the 16-wide tail path only; 147 = 2·64 + 16 + 3: every path of the kernel
+    @Test(arguments: [(3, 19), (5, 19), (3, 147), (5, 147)])
+    func depthwiseMatchesNaive(_ k: Int, _ c: Int) {
+        var rng = TestRNG(state: UInt64(k * 1000 + c))
+        let x = rng.tensor([9, 14, c])
+        let w = rng.tensor([c, 1, k, k])
+        let b = (0..<c).map { _ in rng.next() }
         let conv = DepthwiseConv2d(weight: w, bias: b)
-        let want = naiveConv(x, w, b, stride: 1, pad: k / 2, groups: 19)
+        let want = naiveConv(x, w, b, stride: 1, pad: k / 2, groups: c)
         #expect(maxAbsDiff(conv(x, ctx).data, want.data) < 1e-5)
         let withResidual = conv(x, residual: true, ctx)
         #expect(maxAbsDiff(withResidual.data, zip(want.data, x.data).map { $0 + $1 }) < 1e-5)

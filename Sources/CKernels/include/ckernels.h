@@ -14,6 +14,11 @@ void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols);
 /// GELU is the exact form ½x(1 + erf(x/√2)) with erf to 1.5e-7 absolute.
 void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bias);
 
+/// Depthwise k×k convolution (stride 1, padding k/2) of output rows [y0, y1): x, y [h, w, c]
+/// channels-last, weights [k·k, c], bias [c]; `residual` adds x itself (x + dwconv(x)).
+void uf_depthwise_rows(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int k, const float *wt,
+                       const float *bias, int residual, float *y, ptrdiff_t y0, ptrdiff_t y1);
+
 /// Scalar forms of the same approximations, for tests.
 float uf_exp(float x);
 float uf_erf(float x);
