@@ -71,18 +71,25 @@ func gemmRowsBF16(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedBF16, c: U
                   epilogue: (@Sendable (UnsafeMutablePointer<Float>, Int) -> Void)? = nil) {
     let ap = SharedConstPointer(a), cp = SharedPointer(c)
     let biasBox = bias
+    let sub = epilogueRows(b.n)
     parallelFor(m, ctx, minChunk: 32) { rows in
-        let c0 = cp.base + rows.lowerBound * ldc
-        if let biasBox {
-            biasBox.withUnsafeBufferPointer { bp in
-                gemmBF16(m: rows.count, a: ap.base + rows.lowerBound * lda, lda: lda, b: b, c: c0, ldc: ldc,
-                         bias: bp.baseAddress, accumulate: accumulate, kernel: kernel)
+        // sub-blocks: the epilogue (GELU) reads what the product just wrote, from cache
+        var r0 = rows.lowerBound
+        while r0 < rows.upperBound {
+            let count = min(sub, rows.upperBound - r0)
+            let c0 = cp.base + r0 * ldc
+            if let biasBox {
+                biasBox.withUnsafeBufferPointer { bp in
+                    gemmBF16(m: count, a: ap.base + r0 * lda, lda: lda, b: b, c: c0, ldc: ldc,
+                             bias: bp.baseAddress, accumulate: accumulate, kernel: kernel)
+                }
+            } else {
+                gemmBF16(m: count, a: ap.base + r0 * lda, lda: lda, b: b, c: c0, ldc: ldc,
+                         accumulate: accumulate, kernel: kernel)
             }
-        } else {
-            gemmBF16(m: rows.count, a: ap.base + rows.lowerBound * lda, lda: lda, b: b, c: c0, ldc: ldc,
-                     accumulate: accumulate, kernel: kernel)
+            epilogue?(c0, count)
+            r0 += count
         }
-        epilogue?(c0, rows.count)
     }
 }
 

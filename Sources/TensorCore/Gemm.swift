@@ -77,14 +77,27 @@ public func gemmRows(m: Int, n: Int, k: Int,
     let lda = lda ?? k, ldc = ldc ?? n
     let ldb = ldb ?? (transB ? k : n)
     let ap = SharedConstPointer(a), bp = SharedConstPointer(b), cp = SharedPointer(c)
+    let sub = epilogueRows(n)
     // Below ~32 rows per thread the split costs more than it saves.
     parallelFor(m, ctx, minChunk: 32) { rows in
-        let a0 = ap.base + rows.lowerBound * lda, c0 = cp.base + rows.lowerBound * ldc
-        if transB {
-            gemmABt(m: rows.count, n: n, k: k, a: a0, lda: lda, b: bp.base, ldb: ldb, c: c0, ldc: ldc, alpha: alpha, beta: beta)
-        } else {
-            gemmAB(m: rows.count, n: n, k: k, a: a0, lda: lda, b: bp.base, ldb: ldb, c: c0, ldc: ldc, alpha: alpha, beta: beta)
+        // Sub-blocks, so the epilogue reads rows the product has just written (in L2) instead of
+        // making a second pass over the whole chunk through memory.
+        var r0 = rows.lowerBound
+        while r0 < rows.upperBound {
+            let count = min(sub, rows.upperBound - r0)
+            let a0 = ap.base + r0 * lda, c0 = cp.base + r0 * ldc
+            if transB {
+                gemmABt(m: count, n: n, k: k, a: a0, lda: lda, b: bp.base, ldb: ldb, c: c0, ldc: ldc, alpha: alpha, beta: beta)
+            } else {
+                gemmAB(m: count, n: n, k: k, a: a0, lda: lda, b: bp.base, ldb: ldb, c: c0, ldc: ldc, alpha: alpha, beta: beta)
+            }
+            epilogue?(c0, count)
+            r0 += count
         }
-        epilogue?(c0, rows.count)
     }
 }
+
+/// Rows per sub-block of a GEMM with an epilogue: about 1 MB of output, at least 256 rows (sgemm
+/// re-packs B on every call, so fewer rows would cost more packing than the cache saves).
+@inline(__always)
+func epilogueRows(_ n: Int) -> Int { max(256, (256 << 10) / max(1, n)) }
