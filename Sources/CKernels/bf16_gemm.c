@@ -170,17 +170,20 @@ typedef struct {
     uint8_t rows[16];
 } amx_config;
 
-static int amx_state = -1;  // -1 unknown, 0 unavailable, 1 usable
+static int amx_state = -1;  // -1 unknown, 0 unavailable, 1 usable (atomic: any thread may ask first)
 
 int uf_gemm_amx_supported(void) {
-    if (amx_state < 0) {
+    int state = __atomic_load_n(&amx_state, __ATOMIC_ACQUIRE);
+    if (state < 0) {
         __builtin_cpu_init();
         int ok = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") && uf_gemm_bf16_supported();
-        // Linux hands out the 8 KB tile state only on request (ARCH_REQ_XCOMP_PERM, XTILEDATA = 18).
+        // Linux hands out the 8 KB tile state only on request (ARCH_REQ_XCOMP_PERM, XTILEDATA = 18);
+        // asking twice is harmless, so two threads racing here agree.
         if (ok) ok = syscall(SYS_arch_prctl, 0x1023, 18) == 0;
-        amx_state = ok;
+        state = ok;
+        __atomic_store_n(&amx_state, state, __ATOMIC_RELEASE);
     }
-    return amx_state;
+    return state;
 }
 
 __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq")))
