@@ -106,6 +106,7 @@ public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: Compute
     let blocks = (n + block - 1) / block
     let extra = PackedF32.scratchFloats(max(n, shape.headDim))
     let scratch = AttentionScratch(threads: ctx.threads, floats: block * n + extra)
+    ctx.countFLOPs(4 * Double(n) * Double(n) * Double(c))     // Q·Kᵀ and P·V over all heads
     return ctx.timed("attention") { Tensor(uninitialized: [n, c]) { out in
         let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in
@@ -148,6 +149,7 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
     let extra = PackedF32.scratchFloats(max(t, shape.headDim))
     // per thread: [t, 3C] window QKV, [t, C] window output, [block, t] scores, kernel scratch
     let scratch = AttentionScratch(threads: ctx.threads, floats: t * c3 + t * c + block * t + extra)
+    ctx.countFLOPs(Double(nwy * nwx) * 4 * Double(t) * Double(t) * Double(c))
     return ctx.timed("window attention") { Tensor(uninitialized: [h * w, c]) { out in
         let o = SharedPointer(out.baseAddress!)
         qkv.data.withUnsafeBufferPointer { qp in

@@ -87,6 +87,7 @@ public struct Conv2d: Sendable {
         let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2])
         let (ho, wo) = outputSize(h, w)
         precondition(ho > 0 && wo > 0, "Conv2d: input \(h)×\(w) smaller than the kernel \(kernel)")
+        ctx.countFLOPs(2 * Double(ho * wo) * Double(outChannels) * Double(kernel * kernel * c))
         switch algorithm {
         case .im2col:
             return ctx.timed("conv2d") { convolve(x, h, w, c, ho, wo, ctx) }

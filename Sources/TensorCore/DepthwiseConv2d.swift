@@ -29,6 +29,7 @@ public struct DepthwiseConv2d: Sendable {
         precondition(x.rank == 3 && x.shape[2] == channels, "DepthwiseConv2d(\(channels)): input \(x.shape)")
         let (h, w, c) = (x.shape[0], x.shape[1], channels)
         let k = kernel
+        ctx.countFLOPs(2 * Double(h * w * c * k * k))
         return ctx.timed("depthwise") { Tensor(uninitialized: x.shape) { out in
             let dst = SharedPointer(out.baseAddress!)
             x.data.withUnsafeBufferPointer { xp in

@@ -32,6 +32,7 @@ public struct Linear: Sendable {
         var shape = x.shape
         shape[shape.count - 1] = outFeatures
         let o = outFeatures, b = bias
+        ctx.countFLOPs(2 * Double(n) * Double(inFeatures) * Double(o))
         return ctx.timed(epilogue == .biasGELU ? "linear+gelu" : "linear") { Tensor(uninitialized: shape) { out in
             if let kernel = ctx.bf16 {
                 let packed = bf16Weight.get { PackedBF16.linearWeight(weight) }
@@ -61,6 +62,7 @@ public struct Linear: Sendable {
         let n = x.count / inFeatures
         precondition(residual.count == n * outFeatures, "Linear.accumulate: \(x.shape) → \(residual.shape)")
         let b = bias
+        ctx.countFLOPs(2 * Double(n) * Double(inFeatures) * Double(outFeatures))
         ctx.timed("linear") { residual.data.withUnsafeMutableBufferPointer { rp in
             if let kernel = ctx.bf16 {
                 let packed = bf16Weight.get { PackedBF16.linearWeight(weight) }

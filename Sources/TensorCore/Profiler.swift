@@ -7,7 +7,20 @@ import Foundation
 
 public final class Profiler: @unchecked Sendable {
     private var totals: [String: (seconds: Double, calls: Int)] = [:]
+    private var flopCount = 0.0
     private let lock = NSLock()
+
+    /// Floating-point operations the ops reported (2 per multiply-add of convolutions, linear
+    /// layers and attention products; Winograd counts the direct convolution it replaces).
+    public var flops: Double {
+        lock.lock(); defer { lock.unlock() }
+        return flopCount
+    }
+
+    public func addFLOPs(_ x: Double) {
+        lock.lock(); defer { lock.unlock() }
+        flopCount += x
+    }
 
     public init() {}
 
@@ -20,6 +33,7 @@ public final class Profiler: @unchecked Sendable {
     public func reset() {
         lock.lock(); defer { lock.unlock() }
         totals = [:]
+        flopCount = 0
     }
 
     /// (kind, seconds, calls), slowest first.
@@ -30,6 +44,12 @@ public final class Profiler: @unchecked Sendable {
 }
 
 extension ComputeContext {
+    /// Reports an op's floating-point operations when profiling.
+    @inline(__always)
+    public func countFLOPs(_ x: @autoclosure () -> Double) {
+        profiler?.addFLOPs(x())
+    }
+
     /// Runs `body`, adding its wall time to `kind` when profiling.
     @inline(__always)
     public func timed<T>(_ kind: String, _ body: () -> T) -> T {

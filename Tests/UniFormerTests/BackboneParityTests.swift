@@ -81,6 +81,21 @@ func fixtureOverride(_ dir: URL) throws -> StageAttention? {
         #expect(model.topK(logits, 5).map(\.index) == (try #require(io.tensors["top5"]).tensor().data.map { Int($0) }))
     }
 
+    /// The FLOPs the ops report as they run (what `bench` divides by) equal the backbone's formula.
+    @Test(arguments: ["global", "windows_pad", "hybrid", "conv_stem"])
+    func countedFLOPsEqualTheFormula(_ name: String) throws {
+        let dir = Fixtures.root.appendingPathComponent("backbone").appendingPathComponent(name)
+        let model = try FeatureExtractor(model: dir.appendingPathComponent("config.json").path,
+                                         weights: dir.appendingPathComponent("weights.pth"), threads: 2)
+        let input = try #require(try StateDict(contentsOf: dir.appendingPathComponent("io.safetensors")).tensors["input"]).tensor()
+        var ctx = model.context
+        ctx.profiler = Profiler()
+        let attention = try fixtureOverride(dir)
+        _ = model.backbone.features(input, attention: attention, ctx)
+        let formula = model.backbone.flops(height: input.shape[2], width: input.shape[3], attention: attention)
+        #expect(formula > 0 && abs(ctx.profiler!.flops - formula) <= 1e-9 * formula, "\(name): counted \(ctx.profiler!.flops) vs \(formula)")
+    }
+
     @Test func classifierTop5MatchesReference() throws {
         let dir = Fixtures.root.appendingPathComponent("backbone").appendingPathComponent("classifier")
         let model = try Classifier(model: dir.appendingPathComponent("config.json").path,
