@@ -355,7 +355,8 @@ def write_config(model: dict, description: str) -> dict:
 def describe(args, init: str) -> str:
     return (f"Demo Mask R-CNN (UniFormer hybrid backbone 32-64-128-256, layers 2-2-4-2, FPN 64) trained on "
             f"synthetic shapes scenes (tasks/demo/shapes.py) by tasks/demo/train_det.py: "
-            f"{args.iters} iterations x batch {args.batch}, {init}. 5 classes: {', '.join(CLASSES)}.")
+            f"{args.iters} + {args.restart_iters} iterations (cosine, warm restart) x batch {args.batch}, {init}. "
+            f"5 classes: {', '.join(CLASSES)}.")
 
 
 def init_from_seg(model, path: str) -> int:
@@ -396,6 +397,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument("--restart-iters", type=int, default=400,
+                    help="after --iters, a second cosine cycle of this many iterations (warm restart)")
+    ap.add_argument("--restart-lr", type=float, default=4e-4)
     ap.add_argument("--seed", type=int, default=20261122)
     ap.add_argument("--init-seg", default="none",
                     help=f"backbone.* from this file (e.g. {os.path.relpath(SEG_WEIGHTS, ROOT)}); default none: from scratch")
@@ -437,7 +441,12 @@ def main() -> None:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                              {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.999))
 
+    total = args.iters + args.restart_iters
+
     def lr_at(it):
+        if it >= args.iters:                     # warm restart: a second cosine from restart_lr to 0
+            t = (it - args.iters) / max(1, args.restart_iters)
+            return args.restart_lr * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
         if it < args.warmup:
             return args.lr * (0.05 + 0.95 * it / args.warmup)
         t = (it - args.warmup) / max(1, args.iters - args.warmup)
@@ -458,7 +467,7 @@ def main() -> None:
     pos = (start * args.batch) % len(train)
     t0 = time.time()
     smooth = {}
-    for it in range(start, args.iters):
+    for it in range(start, total):
         items = []
         for _ in range(args.batch):
             if pos >= len(order):
@@ -469,35 +478,35 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = lr_at(it)
         losses = model.loss(inputs, samples)
-        total = 0.0
+        loss_sum = 0.0
         parts = {}
         for k, v in losses.items():
             if "loss" not in k:
                 continue
             v = sum(x.sum() for x in v) if isinstance(v, (list, tuple)) else v.sum()
             parts[k] = float(v)
-            total = total + v
+            loss_sum = loss_sum + v
         opt.zero_grad(set_to_none=True)
-        total.backward()
+        loss_sum.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         for k, v in parts.items():
             smooth[k] = v if k not in smooth else 0.9 * smooth[k] + 0.1 * v
-        if it % 10 == 0 or it == args.iters - 1:
+        if it % 10 == 0 or it == total - 1:
             el = time.time() - t0
             rate = el / (it - start + 1)
-            print(f"it {it:5d} lr {lr_at(it):.2e} loss {float(total):.3f} "
+            print(f"it {it:5d} lr {lr_at(it):.2e} loss {float(loss_sum):.3f} "
                   + " ".join(f"{k.replace('loss_', '')} {v:.3f}" for k, v in smooth.items())
-                  + f" | gn {float(gn):.1f} | {rate:.2f} s/it, {el / 60:.1f} min, eta {(args.iters - it - 1) * rate / 60:.1f} min",
+                  + f" | gn {float(gn):.1f} | {rate:.2f} s/it, {el / 60:.1f} min, eta {(total - it - 1) * rate / 60:.1f} min",
                   flush=True)
-        if (it + 1) % 100 == 0 or it == args.iters - 1:
+        if (it + 1) % 100 == 0 or it == total - 1:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "iter": it + 1}, args.ckpt)
-        if args.eval_every and (it + 1) % args.eval_every == 0 and it + 1 < args.iters:
+        if args.eval_every and (it + 1) % args.eval_every == 0 and it + 1 < total:
             s = evaluate(model, val, 50)
             print(f"  val[50] box AP50 {s['bbox'][1]:.3f} AP {s['bbox'][0]:.3f} | "
                   f"mask AP50 {s['segm'][1]:.3f} AP {s['segm'][0]:.3f}", flush=True)
     train_min = (time.time() - t0) / 60
-    print(f"training: {args.iters - start} iterations in {train_min:.1f} min "
+    print(f"training: {total - start} iterations in {train_min:.1f} min "
           f"(TRAIN_THREADS={torch.get_num_threads()})", flush=True)
 
     # export fp16 and evaluate what was exported (fp16 weights computed in float32)
@@ -505,7 +514,8 @@ def main() -> None:
     if args.no_export:
         return
     size = export(model, args.weights_out, {"format": "pt", "generator": "tasks/demo/train_det.py",
-                                            "iters": args.iters, "batch": args.batch, "seed": args.seed})
+                                            "iters": args.iters, "restart_iters": args.restart_iters,
+                                            "batch": args.batch, "seed": args.seed})
     print(f"wrote {args.weights_out} ({size / 1e6:.2f} MB)", flush=True)
     write_config(model_cfg, description)
     print(f"wrote {CONFIG_OUT}", flush=True)
