@@ -397,7 +397,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--warmup", type=int, default=150)
-    ap.add_argument("--restart-iters", type=int, default=400,
+    ap.add_argument("--restart-iters", type=int, default=250,
                     help="after --iters, a second cosine cycle of this many iterations (warm restart)")
     ap.add_argument("--restart-lr", type=float, default=4e-4)
     ap.add_argument("--seed", type=int, default=20261122)
