@@ -79,6 +79,11 @@ def agreement(torch_dets: list, swift_dets: list) -> dict:
     tb, ts, tl, tm = as_arrays(torch_dets)
     sb, ss, sl, sm = as_arrays(swift_dets)
     iou = box_iou(tb, sb)
+    # degenerate boxes (zero width/height: proposals clipped onto the image border, which 2.11 keeps)
+    # have IoU 0 even with themselves: identical coordinates (within 0.01 px) count as IoU 1
+    if len(tb) and len(sb):
+        same = np.abs(tb[:, None, :] - sb[None, :, :]).max(-1) <= 0.01
+        iou = np.where(same, 1.0, iou)
     used = set()
     pairs = []
     for i in np.argsort(-ts, kind="stable"):
@@ -100,7 +105,9 @@ def agreement(torch_dets: list, swift_dets: list) -> dict:
         out["max_score_diff"] = float(np.abs(ts[ti] - ss[sj]).max())
         out["max_box_diff"] = float(np.abs(tb[ti] - sb[sj]).max())
         out["min_box_iou"] = float(iou[ti, sj].min())
-        mious = [float(mask_util.iou([sm[j]], [tm[i]], [0])[0, 0]) for i, j in pairs]
+        # two empty masks (degenerate boxes) are identical: IoU 1
+        mious = [1.0 if mask_util.area(sm[j]) == 0 and mask_util.area(tm[i]) == 0
+                 else float(mask_util.iou([sm[j]], [tm[i]], [0])[0, 0]) for i, j in pairs]
         out["min_mask_iou"] = min(mious)
         out["mean_mask_iou"] = float(np.mean(mious))
     return out
