@@ -20,6 +20,12 @@ writes it; the images under images/ or beside the file):
     >= 0.5, greedy by PyTorch score), with the largest score and box-coordinate differences, the
     mask IoU of the matched pairs and every unmatched detection (its score).
 
+Result with the committed model (2026-11-22, 10 fixture scenes, 41 objects):
+  pytorch  box AP50 0.6955  AP 0.5252 | mask AP50 0.6837  AP 0.5478 | 481 detections
+  swift    box AP50 0.6955  AP 0.5252 | mask AP50 0.6837  AP 0.5478 | 481 detections
+  agreement: 481 of 481 matched, max |score diff| 1.06e-06, box coordinates equal (< 0.0005 px),
+  min mask IoU 0.9999.
+
 Exit status 0 when the check ran (the numbers are printed; --min-box-ap50 / --min-mask-ap50 make
 the Swift APs a condition).
 """
