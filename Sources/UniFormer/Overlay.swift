@@ -64,8 +64,11 @@ func drawLegend(_ image: inout RGBImage, _ entries: [(name: String, colour: [UIn
 
 /// Detections drawn on the image: each instance mask blended in its class colour (opacity ½), the
 /// box outline, and a tag "name 0.97" in the class colour above the box (inside it at the top
-/// edge). Lower scores are drawn first, so the best detections end on top.
-public func detectionOverlay(_ image: RGBImage, detections: [Detection], classes: [String], palette: [[UInt8]]? = nil) -> RGBImage {
+/// edge). Lower scores are drawn first, so the best detections end on top. Only detections scoring
+/// at least `minScore` (mmdet's show_result draws from 0.3) with a box of positive area are drawn.
+public func detectionOverlay(_ image: RGBImage, detections all: [Detection], classes: [String], palette: [[UInt8]]? = nil,
+                             minScore: Float = 0.3) -> RGBImage {
+    let detections = all.filter { $0.score >= minScore && $0.box[2] > $0.box[0] && $0.box[3] > $0.box[1] }
     var out = image
     let s = overlayTextScale(width: image.width, height: image.height)
     let colour = { (label: Int) -> [UInt8] in

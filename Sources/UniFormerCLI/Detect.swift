@@ -31,7 +31,7 @@ struct Detect: ParsableCommand {
     @Option(help: "COCO annotation file: image ids are looked up by file name (--format coco).")
     var annotations: String?
 
-    @Option(help: "Also draw masks, boxes, class names and scores on the image (file or directory).")
+    @Option(help: "Also draw masks, boxes, class names and scores on the image (file or directory); detections scoring ≥ 0.3, or ≥ --score-thr.")
     var overlay: String?
 
     @Option(help: "Override stage-3 attention: global, window:N or hybrid:N.")
@@ -71,7 +71,8 @@ struct Detect: ParsableCommand {
                     let obj = imageResult(dets, image: input.path, width: image.width, height: image.height, classes: model.classes)
                     if let perImage { try writeAtomically(obj.serialized() + "\n", to: perImage[i]) } else { results.append(obj) }
                 }
-                if let overlays { try writePNG(detectionOverlay(image, detections: dets, classes: model.classes, palette: model.palette), to: overlays[i]) }
+                if let overlays { try writePNG(detectionOverlay(image, detections: dets, classes: model.classes, palette: model.palette,
+                                                               minScore: scoreThr ?? 0.3), to: overlays[i]) }
             }
             if format == "coco" {
                 let text = JSON.array(results).serialized() + "\n"

@@ -136,6 +136,14 @@ private func pixel(_ im: RGBImage, _ x: Int, _ y: Int) -> [UInt8] {
         #expect(ink > 60)
     }
 
+    @Test func lowScoresAndDegenerateBoxesAreNotDrawn() {
+        let image = grey(40, 30)
+        let dets = [Detection(box: SIMD4(5, 5, 20, 20), score: 0.29, label: 1),
+                    Detection(box: SIMD4(0, 3, 0, 25), score: 0.9, label: 2)]      // zero width
+        #expect(detectionOverlay(image, detections: dets, classes: classes, palette: palette) == image)
+        #expect(detectionOverlay(image, detections: dets, classes: classes, palette: palette, minScore: 0.2) != image)
+    }
+
     @Test func aBoxAtTheTopEdgeGetsItsTagInside() {
         let det = Detection(box: SIMD4(0, 0, 40, 30), score: 1, label: 3, mask: nil)
         let out = detectionOverlay(grey(64, 48), detections: [det], classes: classes, palette: palette)

@@ -299,6 +299,7 @@ def main():
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--crop", type=int, default=256, help="random square crop after the resize (0: none)")
+    ap.add_argument("--scale", type=int, default=384, help="keep-ratio resize bound (train and the config's test pipeline)")
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--weight-decay", type=float, default=0.02)
     ap.add_argument("--warmup", type=int, default=100)
@@ -317,6 +318,7 @@ def main():
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     os.makedirs(a.work, exist_ok=True)
+    DATA["scale"] = [a.scale, a.scale]
 
     train_items, val_items = load_split(a.train, a.train_count), load_split(a.val)
     model = build_model()
