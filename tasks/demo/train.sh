@@ -11,8 +11,8 @@
 #      Sources/UniFormer/Resources/demo-shapes-seg.safetensors; then tasks/demo/check_seg.py
 #      (PyTorch vs `uniformer segment` on the fixtures; needs the Swift toolchain, SKIP_CHECK=1 skips)
 #   3. det: tasks/demo/train_det.py in the mmdet venv -> configs/demo-shapes-det.json,
-#      Sources/UniFormer/Resources/demo-shapes-det.safetensors (its backbone starts from the seg
-#      model's when that file exists, so `all` trains seg first); then tasks/demo/check_det.py
+#      Sources/UniFormer/Resources/demo-shapes-det.safetensors (from scratch, as the committed run;
+#      train_det.py --init-seg FILE starts its backbone from the seg model's); then tasks/demo/check_det.py
 #
 # Environment: TRAIN_THREADS (torch threads, default 1), SHAPES_TRAIN / SHAPES_VAL (dataset folders),
 # SKIP_CHECK=1 (no Swift comparison).
