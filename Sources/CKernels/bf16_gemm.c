@@ -16,6 +16,7 @@
 // Rounding is to nearest even (vcvtne2ps2bf16, or to_bf16 for tails), as PyTorch's .bfloat16().
 
 #include "ckernels.h"
+#include "gemm_store.h"
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
@@ -68,8 +69,6 @@ void uf_gemm_pack_bf16(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, 
     }
 }
 
-static inline __mmask16 mask_for(ptrdiff_t cols) { return cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1); }
-
 // Rows of A per block: the block should sit in L2 (≤ 256 KB) while all B panels sweep it.
 static ptrdiff_t row_block(ptrdiff_t k, size_t elem) {
     ptrdiff_t mc = (ptrdiff_t)(262144 / ((size_t)(k > 0 ? k : 1) * elem)) / MR * MR;
@@ -114,20 +113,11 @@ static inline void kernel_bf16(ptrdiff_t kp, const uint16_t *a, ptrdiff_t lda2, 
             acc1[r] = _mm512_dpbf16_ps(acc1[r], av, b1);
         }
     }
-    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    __m512 bias0, bias1;
+    gemm_load_bias(bias, m0, m1, &bias0, &bias1);
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) {
-        if (r < mr) {
-            float *row = c + r * ldc;
-            __m512 v0 = _mm512_add_ps(acc0[r], bias0), v1 = _mm512_add_ps(acc1[r], bias1);
-            if (accumulate) {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
-            }
-            _mm512_mask_storeu_ps(row, m0, v0);
-            _mm512_mask_storeu_ps(row + 16, m1, v1);
-        }
+        if (r < mr) gemm_store_row(c + r * ldc, acc0[r], acc1[r], bias0, bias1, m0, m1, accumulate);
     }
 }
 
@@ -139,7 +129,7 @@ void uf_gemm_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const uint16_t *a, cons
         ptrdiff_t rows = m - i0 < mc ? m - i0 : mc;
         for (ptrdiff_t p = 0; p < np; p++) {
             ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-            __mmask16 m0 = mask_for(cols), m1 = mask_for(cols - 16 > 0 ? cols - 16 : 0);
+            __mmask16 m0 = gemm_mask(cols), m1 = gemm_mask(cols - 16);
             const uint16_t *bp = packed + p * kp * NR * 2;
             const float *bias_p = bias ? bias + p * NR : NULL;
             for (ptrdiff_t r = 0; r < rows; r += MR) {
@@ -217,20 +207,12 @@ void uf_gemm_amx(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const uint16_t *a, const
             _tile_stored(2, tile + 16 * 32, 128);
             _tile_stored(3, tile + 16 * 32 + 16, 128);
             ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-            __mmask16 m0 = mask_for(cols), m1 = mask_for(cols - 16 > 0 ? cols - 16 : 0);
-            __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias + p * NR) : _mm512_setzero_ps();
-            __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + p * NR + 16) : _mm512_setzero_ps();
-            for (ptrdiff_t r = 0; r < rows; r++) {
-                float *row = c + (i0 + r) * ldc + p * NR;
-                __m512 v0 = _mm512_add_ps(_mm512_load_ps(tile + r * 32), bias0);
-                __m512 v1 = _mm512_add_ps(_mm512_load_ps(tile + r * 32 + 16), bias1);
-                if (accumulate) {
-                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
-                }
-                _mm512_mask_storeu_ps(row, m0, v0);
-                _mm512_mask_storeu_ps(row + 16, m1, v1);
-            }
+            __mmask16 m0 = gemm_mask(cols), m1 = gemm_mask(cols - 16);
+            __m512 bias0, bias1;
+            gemm_load_bias(bias ? bias + p * NR : NULL, m0, m1, &bias0, &bias1);
+            for (ptrdiff_t r = 0; r < rows; r++)
+                gemm_store_row(c + (i0 + r) * ldc + p * NR, _mm512_load_ps(tile + r * 32), _mm512_load_ps(tile + r * 32 + 16),
+                               bias0, bias1, m0, m1, accumulate);
         }
     }
     _tile_release();

@@ -10,6 +10,7 @@
 // L2) and every B panel sweeps that block (the panel stays in L1).
 
 #include "ckernels.h"
+#include "gemm_store.h"
 #include <immintrin.h>
 #include <string.h>
 
@@ -38,8 +39,6 @@ void uf_sgemm_pack(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, ptrd
     }
 }
 
-static inline __mmask16 mask_for(ptrdiff_t cols) { return cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1); }
-
 // Rows of A per block: the block should sit in L2 (≤ 256 KB) while all B panels sweep it.
 static ptrdiff_t row_block(ptrdiff_t k) {
     ptrdiff_t mc = (ptrdiff_t)(262144 / ((size_t)(k > 0 ? k : 1) * sizeof(float))) / MR * MR;
@@ -63,20 +62,11 @@ static inline void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const 
             acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
         }
     }
-    __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    __m512 bias0, bias1;
+    gemm_load_bias(bias, m0, m1, &bias0, &bias1);
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) {
-        if (r < mr) {
-            float *row = c + r * ldc;
-            __m512 v0 = _mm512_add_ps(acc0[r], bias0), v1 = _mm512_add_ps(acc1[r], bias1);
-            if (accumulate) {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, row));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, row + 16));
-            }
-            _mm512_mask_storeu_ps(row, m0, v0);
-            _mm512_mask_storeu_ps(row + 16, m1, v1);
-        }
+        if (r < mr) gemm_store_row(c + r * ldc, acc0[r], acc1[r], bias0, bias1, m0, m1, accumulate);
     }
 }
 
@@ -95,7 +85,7 @@ void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrd
         }
         for (ptrdiff_t p = 0; p < np; p++) {
             ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-            __mmask16 m0 = mask_for(cols), m1 = mask_for(cols - 16 > 0 ? cols - 16 : 0);
+            __mmask16 m0 = gemm_mask(cols), m1 = gemm_mask(cols - 16);
             const float *bp = packed + p * k * NR;
             const float *bias_p = bias ? bias + p * NR : NULL;
             for (ptrdiff_t r = 0; r < full; r += MR)
