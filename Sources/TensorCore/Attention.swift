@@ -64,7 +64,13 @@ enum PackedHead: @unchecked Sendable {
         }
     }
 
-    /// attendUnit on the packed operands; `scratch` holds PackedF32.scratchFloats(max(n, d)) floats.
+    /// Scratch floats `attend` needs for up to `rows` query rows over n tokens: the fp32 kernel's
+    /// short-block rows, or the bf16 copy of Q's rows and of the probabilities (two bf16 per float).
+    static func scratchFloats(rows: Int, tokens n: Int, headDim d: Int) -> Int {
+        max(PackedF32.scratchFloats(max(n, d)), (uf_gemm_bf16_a_count(rows, max(n, d)) + 1) / 2)
+    }
+
+    /// attendUnit on the packed operands; `scratch` holds scratchFloats(rows:tokens:headDim:) floats.
     @inline(__always)
     func attend(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int,
                 rows r0: Int, count rows: Int, out: UnsafeMutablePointer<Float>, ldout: Int,
@@ -73,9 +79,10 @@ enum PackedHead: @unchecked Sendable {
         let q = qkv + h * d + r0 * ldqkv, o = out + r0 * ldout + h * d
         switch self {
         case let .bf16(keys, values, kernel):
-            gemmBF16(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, kernel: kernel)
+            let a16 = UnsafeMutableRawPointer(scratch).bindMemory(to: UInt16.self, capacity: uf_gemm_bf16_a_count(rows, max(n, d)))
+            gemmBF16(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, kernel: kernel, scratch: a16)
             uf_softmax_rows(scores, rows, n)
-            gemmBF16(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, kernel: kernel)
+            gemmBF16(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, kernel: kernel, scratch: a16)
         case let .fp32(keys, values):
             gemmPacked(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, scratch: scratch)
             uf_softmax_rows(scores, rows, n)
@@ -104,7 +111,7 @@ public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: Compute
     let packing = ctx.bf16 != nil || PackedF32.available
     let block = packing ? packedQueryBlock(n) : queryBlock(n)
     let blocks = (n + block - 1) / block
-    let extra = PackedF32.scratchFloats(max(n, shape.headDim))
+    let extra = PackedHead.scratchFloats(rows: block, tokens: n, headDim: shape.headDim)
     let scratch = AttentionScratch(threads: ctx.threads, floats: block * n + extra)
     ctx.countFLOPs(4 * Double(n) * Double(n) * Double(c))     // Q·Kᵀ and P·V over all heads
     return ctx.timed("attention") { Tensor(uninitialized: [n, c]) { out in
@@ -146,7 +153,7 @@ public func windowAttention(_ qkv: Tensor, height h: Int, width w: Int, window w
     let nwy = (h + ws - 1) / ws, nwx = (w + ws - 1) / ws
     let t = ws * ws
     let block = queryBlock(t)
-    let extra = PackedF32.scratchFloats(max(t, shape.headDim))
+    let extra = PackedHead.scratchFloats(rows: block, tokens: t, headDim: shape.headDim)
     // per thread: [t, 3C] window QKV, [t, C] window output, [block, t] scores, kernel scratch
     let scratch = AttentionScratch(threads: ctx.threads, floats: t * c3 + t * c + block * t + extra)
     ctx.countFLOPs(Double(nwy * nwx) * 4 * Double(t) * Double(t) * Double(c))

@@ -73,6 +73,9 @@ func gemmRowsBF16(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedBF16, c: U
     let biasBox = bias
     let sub = epilogueRows(b.n)
     parallelFor(m, ctx, minChunk: 32) { rows in
+        // one bf16 copy of A's rows per chunk, reused by every sub-block
+        let a16 = UnsafeMutablePointer<UInt16>.allocate(capacity: uf_gemm_bf16_a_count(min(sub, rows.count), b.k))
+        defer { a16.deallocate() }
         // sub-blocks: the epilogue (GELU) reads what the product just wrote, from cache
         var r0 = rows.lowerBound
         while r0 < rows.upperBound {
@@ -81,11 +84,11 @@ func gemmRowsBF16(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedBF16, c: U
             if let biasBox {
                 biasBox.withUnsafeBufferPointer { bp in
                     gemmBF16(m: count, a: ap.base + r0 * lda, lda: lda, b: b, c: c0, ldc: ldc,
-                             bias: bp.baseAddress, accumulate: accumulate, kernel: kernel)
+                             bias: bp.baseAddress, accumulate: accumulate, kernel: kernel, scratch: a16)
                 }
             } else {
                 gemmBF16(m: count, a: ap.base + r0 * lda, lda: lda, b: b, c: c0, ldc: ldc,
-                         accumulate: accumulate, kernel: kernel)
+                         accumulate: accumulate, kernel: kernel, scratch: a16)
             }
             epilogue?(c0, count)
             r0 += count

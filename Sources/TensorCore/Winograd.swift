@@ -133,10 +133,13 @@ func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], o
                                       r.lowerBound, r.upperBound, vp.base, count * c)
                 }
                 parallelFor(positions, ctx) { ps in
+                    // bf16: one copy buffer of V[p] per chunk of positions
+                    let a16 = bf16 == nil ? nil : UnsafeMutablePointer<UInt16>.allocate(capacity: uf_gemm_bf16_a_count(count, c))
+                    defer { a16?.deallocate() }
                     for p in ps {
                         if let bf16, let kernel = ctx.bf16 {
                             gemmBF16(m: count, a: vp.base + p * count * c, lda: c, b: bf16[p],
-                                     c: mp.base + p * count * oc, ldc: oc, kernel: kernel)
+                                     c: mp.base + p * count * oc, ldc: oc, kernel: kernel, scratch: a16)
                         } else {
                             gemmABt(m: count, n: oc, k: c, a: vp.base + p * count * c, b: up.base + p * oc * c,
                                     c: mp.base + p * count * oc)
