@@ -97,7 +97,7 @@ func gemmRowsBF16(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedBF16, c: U
 }
 
 /// The packed bf16 form of a layer's weights, made on first use and kept (thread-safe).
-public final class BF16Cache<Value>: @unchecked Sendable {
+public final class PackedCache<Value>: @unchecked Sendable {
     private var value: Value?
     private let lock = NSLock()
 

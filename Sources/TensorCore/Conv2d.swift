@@ -28,7 +28,7 @@ public struct Conv2d: Sendable {
     public let bias: [Float]?
     /// `packed` for the bf16 kernels (im2col: one [O, k·k·C] matrix; Winograd: one per position),
     /// made on the first bf16 call.
-    let bf16Weights = BF16Cache<[PackedBF16]>()
+    let bf16Weights = PackedCache<[PackedBF16]>()
 
     /// weight: OIHW as in the checkpoint. `algorithm` nil picks Winograd (`WinogradTransform.default`)
     /// for 3×3, stride 1, padding 1, else im2col.

@@ -31,7 +31,63 @@ public final class PackedF32: @unchecked Sendable {
         uf_sgemm_pack(b, rowStride, colStride, k, n, scale, data)
     }
 
+    /// A Linear weight [n, k] (out × in), used as Wᵀ.
+    public static func linearWeight(_ w: Tensor) -> PackedF32 {
+        precondition(w.rank == 2, "PackedF32: weight \(w.shape)")
+        return w.data.withUnsafeBufferPointer {
+            PackedF32($0.baseAddress!, rowStride: 1, colStride: w.shape[1], k: w.shape[1], n: w.shape[0])
+        }
+    }
+
     deinit { data.deallocate() }
+}
+
+/// Columns per panel of a PackedF32 (the kernel's NR).
+let packedPanelColumns = 32
+
+/// C[m×n] = A · B + bias (or C +=) on the context's threads, then `epilogue(c, rows)` on rows of C
+/// (C's row stride must be B.n when there is an epilogue). The rows are split when every thread
+/// gets at least 48 of them; fewer rows (stage 4 of a 224² classifier has 49 tokens) split B's
+/// column panels instead, so both threads work without either re-reading the other's share of B.
+func gemmRowsPacked(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedF32, c: UnsafeMutablePointer<Float>, ldc: Int,
+                    bias: [Float]?, accumulate: Bool, _ ctx: ComputeContext,
+                    epilogue: (@Sendable (UnsafeMutablePointer<Float>, Int) -> Void)? = nil) {
+    guard m > 0 else { return }
+    let ap = SharedConstPointer(a), cp = SharedPointer(c)
+    let biasBox = bias
+    let k = b.k, n = b.n, nr = packedPanelColumns
+    let panels = (n + nr - 1) / nr
+    if ctx.threads > 1 && m < 48 * ctx.threads && panels >= ctx.threads {
+        parallelFor(panels, ctx) { pr in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: PackedF32.scratchFloats(k))
+            defer { scratch.deallocate() }
+            let col0 = pr.lowerBound * nr, cols = min(n, pr.upperBound * nr) - col0
+            let withBias = { (bp: UnsafePointer<Float>?) in
+                uf_sgemm_packed(m, cols, k, ap.base, lda, b.data + col0 * k, cp.base + col0, ldc,
+                                bp.map { $0 + col0 }, accumulate ? 1 : 0, scratch)
+            }
+            if let biasBox { biasBox.withUnsafeBufferPointer { withBias($0.baseAddress) } } else { withBias(nil) }
+        }
+        if let epilogue { parallelFor(m, ctx, minChunk: 8) { rows in epilogue(cp.base + rows.lowerBound * ldc, rows.count) } }
+        return
+    }
+    let sub = epilogueRows(n)
+    parallelFor(m, ctx, minChunk: 32) { rows in
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: PackedF32.scratchFloats(k))
+        defer { scratch.deallocate() }
+        // sub-blocks: the epilogue (GELU) reads what the product just wrote, from cache
+        var r0 = rows.lowerBound
+        while r0 < rows.upperBound {
+            let count = min(epilogue == nil ? rows.count : sub, rows.upperBound - r0)
+            let c0 = cp.base + r0 * ldc
+            let withBias = { (bp: UnsafePointer<Float>?) in
+                uf_sgemm_packed(count, n, k, ap.base + r0 * lda, lda, b.data, c0, ldc, bp, accumulate ? 1 : 0, scratch)
+            }
+            if let biasBox { biasBox.withUnsafeBufferPointer { withBias($0.baseAddress) } } else { withBias(nil) }
+            epilogue?(c0, count)
+            r0 += count
+        }
+    }
 }
 
 /// C[m×n] = A[m×k] · B (+ bias) (or C +=), single-threaded; A at row stride lda; `scratch` holds

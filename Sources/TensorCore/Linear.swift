@@ -1,11 +1,19 @@
 //! Linear layers and 1×1 convolutions: one GEMM over tokens.
 //! Input [N, in] (tokens × channels, channels-last), weight [out, in] (PyTorch layout), output [N, out].
 
+import Foundation
+
 public struct Linear: Sendable {
     public let weight: Tensor   // [out, in]
     public let bias: [Float]?   // [out]
     /// The weight packed for bf16 products, made on the first bf16 call.
-    let bf16Weight = BF16Cache<PackedBF16>()
+    let bf16Weight = PackedCache<PackedBF16>()
+    /// The weight packed for the fp32 AVX-512 kernel, made on the first fp32 call on such a CPU.
+    let f32Weight = PackedCache<PackedF32>()
+
+    /// Whether fp32 products use the pre-packed AVX-512 kernel (else OpenBLAS sgemm). The environment
+    /// variable UNIFORMER_LINEAR_SGEMM=1 forces sgemm, for A/B benchmarks.
+    static let packedF32 = PackedF32.available && ProcessInfo.processInfo.environment["UNIFORMER_LINEAR_SGEMM"] != "1"
 
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
@@ -44,6 +52,16 @@ public struct Linear: Sendable {
                 }
                 return
             }
+            if Linear.packedF32 {
+                let packed = f32Weight.get { PackedF32.linearWeight(weight) }
+                var gelu: (@Sendable (UnsafeMutablePointer<Float>, Int) -> Void)? = nil
+                if epilogue == .biasGELU { gelu = { c, rows in biasGELURows(c, rows: rows, cols: o, bias: nil) } }
+                x.data.withUnsafeBufferPointer { xp in
+                    gemmRowsPacked(m: n, a: xp.baseAddress!, lda: inFeatures, b: packed, c: out.baseAddress!, ldc: o,
+                                   bias: b, accumulate: false, ctx, epilogue: gelu)
+                }
+                return
+            }
             x.data.withUnsafeBufferPointer { xp in
                 weight.data.withUnsafeBufferPointer { wp in
                     gemmRows(m: n, n: o, k: inFeatures, a: xp.baseAddress!, b: wp.baseAddress!, c: out.baseAddress!, ctx) { c, rows in
@@ -69,6 +87,14 @@ public struct Linear: Sendable {
                 x.data.withUnsafeBufferPointer { xp in
                     gemmRowsBF16(m: n, a: xp.baseAddress!, lda: inFeatures, b: packed, c: rp.baseAddress!, ldc: outFeatures,
                                  bias: b, accumulate: true, kernel: kernel, ctx)
+                }
+                return
+            }
+            if Linear.packedF32 {
+                let packed = f32Weight.get { PackedF32.linearWeight(weight) }
+                x.data.withUnsafeBufferPointer { xp in
+                    gemmRowsPacked(m: n, a: xp.baseAddress!, lda: inFeatures, b: packed, c: rp.baseAddress!, ldc: outFeatures,
+                                   bias: b, accumulate: true, ctx)
                 }
                 return
             }
