@@ -1,7 +1,7 @@
 //! ComputeContext: how many threads the engine may use, and the one place that tells OpenBLAS.
 //!
 //! Threading follows ggml: every loop, GEMMs included, splits its outer dimension into
-//! `[ith, nth)` chunks on our own threads (Dispatch). OpenBLAS is set to one thread, so each chunk's
+//! `[ith, nth)` chunks on our own threads (SpinPool's workers, Dispatch when they are busy). OpenBLAS is set to one thread, so each chunk's
 //! sgemm runs in the calling thread: there is one thread pool, never OpenBLAS's threads spinning
 //! beside ours (DESIGN.md: call sgemm single-threaded from your own parallel loop, never both).
 
@@ -43,9 +43,10 @@ public func parallelChunks(_ count: Int, _ ctx: ComputeContext, minChunk: Int = 
     guard count > 0 else { return }
     let n = max(1, min(ctx.threads, count / max(1, minChunk)))
     if n == 1 { body(0, 0..<count); return }
-    DispatchQueue.concurrentPerform(iterations: n) { i in
-        body(i, count * i / n ..< count * (i + 1) / n)
-    }
+    let chunk: @Sendable (Int) -> Void = { i in body(i, count * i / n ..< count * (i + 1) / n) }
+    // the spinning workers when free (SpinPool.swift); Dispatch for nested or concurrent loops
+    if SpinPool.shared.run(chunks: n, chunk) { return }
+    DispatchQueue.concurrentPerform(iterations: n, execute: chunk)
 }
 
 /// A mutable pointer that may cross into `parallelFor` chunks (disjoint writes only).

@@ -79,4 +79,11 @@ size_t uf_sgemm_scratch_floats(ptrdiff_t k);
 void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed,
                      float *c, ptrdiff_t ldc, const float *bias, int accumulate, float *scratch);
 
+/// The spin-wait hint (x86 PAUSE) for SpinPool's waiting loops; nothing elsewhere.
+static inline void uf_cpu_pause(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #endif

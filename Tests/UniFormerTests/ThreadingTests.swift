@@ -1,0 +1,93 @@
+// The engine's parallel loops (SpinPool workers, Dispatch when they are busy) and the fp32 Linear
+// path that splits either rows or B's column panels across threads, against naive twins.
+
+import Foundation
+import TensorCore
+import Testing
+
+@Suite struct Threading {
+    /// Every index of every loop is visited exactly once, by the chunk that owns it, over many
+    /// short loops back to back (the pool's fast path), with sizes that leave chunks uneven.
+    @Test func everyIndexOnceOverManyLoops() {
+        let ctx = ComputeContext(threads: 2)
+        for loop in 0..<3000 {
+            let count = 1 + loop % 37
+            var hits = [Int32](repeating: 0, count: count)
+            hits.withUnsafeMutableBufferPointer { hp in
+                let p = SharedInt32(hp.baseAddress!)
+                parallelChunks(count, ctx) { chunk, range in
+                    for i in range { p.base[i] += Int32(1 + chunk * 100) }
+                }
+            }
+            // chunk 0 owns the first half; with one index there is one chunk
+            let n = min(2, count)
+            for i in 0..<count {
+                let owner = (0..<n).first { count * $0 / n <= i && i < count * ($0 + 1) / n }!
+                #expect(hits[i] == Int32(1 + owner * 100), "loop \(loop) index \(i)")
+            }
+        }
+    }
+
+    /// Loops started from several threads at once and loops nested inside a chunk all complete
+    /// with the right sums (only one of them gets the pool; the others run on Dispatch).
+    @Test func concurrentAndNestedLoops() async {
+        let ctx = ComputeContext(threads: 2)
+        await withTaskGroup(of: Bool.self) { group in
+            for caller in 0..<4 {
+                group.addTask {
+                    var ok = true
+                    for loop in 0..<200 {
+                        let count = 64 + (loop + caller) % 50
+                        var out = [Int32](repeating: 0, count: count * 4)
+                        out.withUnsafeMutableBufferPointer { op in
+                            let p = SharedInt32(op.baseAddress!)
+                            parallelFor(count, ctx) { rows in
+                                for r in rows {
+                                    // a nested loop over the row's 4 entries
+                                    parallelFor(4, ctx) { cols in for c in cols { p.base[r * 4 + c] = Int32(r * 4 + c + caller) } }
+                                }
+                            }
+                        }
+                        ok = ok && out.enumerated().allSatisfy { $0.element == Int32($0.offset + caller) }
+                    }
+                    return ok
+                }
+            }
+            for await ok in group { #expect(ok) }
+        }
+    }
+
+    /// Linear (fp32 path of this CPU) against a double-precision loop: rows split (300 tokens),
+    /// column panels split (49 tokens, as stage 4 at 224²), a single panel (n 20), odd k; bias,
+    /// bias + GELU and accumulation into a residual, on 1 and 2 threads.
+    @Test(arguments: [(300, 70, 33), (49, 200, 64), (49, 20, 17), (5, 96, 9), (97, 64, 130)])
+    func linearMatchesNaiveTwin(_ m: Int, _ n: Int, _ k: Int) {
+        var rng = TestRNG(state: UInt64(m * 131 + n * 7 + k))
+        let x = rng.tensor([m, k])
+        let lin = Linear(weight: rng.tensor([n, k]), bias: (0..<n).map { _ in rng.next() })
+        let start = rng.tensor([m, n])
+        var want = [Double](repeating: 0, count: m * n)
+        for i in 0..<m { for j in 0..<n {
+            var s = Double(lin.bias![j])
+            for t in 0..<k { s += Double(x.data[i * k + t]) * Double(lin.weight.data[j * k + t]) }
+            want[i * n + j] = s
+        } }
+        let gelu = want.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
+        let tol = 1e-5 * (1 + Double(k).squareRoot())
+        func close(_ got: [Float], _ want: [Double]) -> Bool { zip(got, want).allSatisfy { abs(Double($0) - $1) <= tol } }
+        for threads in [1, 2] {
+            let ctx = ComputeContext(threads: threads)
+            #expect(close(lin(x, .bias, ctx).data, want), "bias, \(threads) threads")
+            #expect(close(lin(x, .biasGELU, ctx).data, gelu), "bias+gelu, \(threads) threads")
+            var residual = start
+            lin.accumulate(x, into: &residual, ctx)
+            #expect(close(residual.data, zip(start.data, want).map { Double($0) + $1 }), "accumulate, \(threads) threads")
+        }
+    }
+}
+
+/// An Int32 pointer that may cross into parallel chunks (disjoint writes).
+struct SharedInt32: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Int32>
+    init(_ base: UnsafeMutablePointer<Int32>) { self.base = base }
+}
