@@ -118,6 +118,13 @@ def build_model() -> torch.nn.Module:
     return MODELS.build(ConfigDict(copy.deepcopy(MODEL)))
 
 
+# training only, not exported (as the auxiliary FCNHead of upstream's UPerNet configs, on stage 3):
+# a second loss on the stride-16 features speeds up learning which shape a pixel belongs to
+AUX_HEAD = {"type": "FCNHead", "in_channels": 128, "in_index": 2, "channels": 64, "num_convs": 1,
+            "concat_input": False, "dropout_ratio": 0.1, "num_classes": len(CLASSES), "norm_cfg": BN,
+            "align_corners": False}
+
+
 # ---------------------------------------------------------------------------------------------
 # data
 
@@ -154,12 +161,14 @@ def test_input(path: str) -> torch.Tensor:
     return torch.from_numpy(normalize(resized))[None]
 
 
-def train_sample(item, rng: np.random.Generator, crop: int):
+def train_sample(item, rng: np.random.Generator, crop: int, ratio=(1.0, 1.0)):
     img_path, lab_path, _, _ = item
     bgr = cv2.imread(img_path, cv2.IMREAD_COLOR)
     lab = cv2.imread(lab_path, cv2.IMREAD_UNCHANGED)
-    bgr = mmcv.imrescale(bgr, tuple(DATA["scale"]), interpolation="bilinear", backend="cv2")
-    lab = mmcv.imrescale(lab, tuple(DATA["scale"]), interpolation="nearest", backend="cv2")
+    r = float(rng.uniform(*ratio)) if ratio[0] != ratio[1] else ratio[0]
+    scale = (max(32, round(DATA["scale"][0] * r)), max(32, round(DATA["scale"][1] * r)))
+    bgr = mmcv.imrescale(bgr, scale, interpolation="bilinear", backend="cv2")
+    lab = mmcv.imrescale(lab, scale, interpolation="nearest", backend="cv2")
     if crop:  # random crop of the rescaled picture (object scale unchanged), as mmseg's RandomCrop
         h, w = lab.shape
         y0, x0 = int(rng.integers(0, max(h - crop, 0) + 1)), int(rng.integers(0, max(w - crop, 0) + 1))
@@ -306,6 +315,13 @@ def main():
     ap.add_argument("--eval-every", type=int, default=400)
     ap.add_argument("--eval-count", type=int, default=60, help="val images for the periodic evaluations")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aux", type=float, default=0.4, help="weight of the auxiliary FCNHead loss on stage 3 (0: none)")
+    ap.add_argument("--ratio", type=float, nargs=2, default=[1.0, 1.0], metavar=("LO", "HI"),
+                    help="random rescale: the keep-ratio bound is --scale times a ratio drawn in [LO, HI]")
+    ap.add_argument("--bg-weight", type=float, default=1.0, help="cross-entropy weight of the background class")
+    ap.add_argument("--bf16", action="store_true", help="forward/backward under torch.autocast(cpu, bfloat16)")
+    ap.add_argument("--init-backbone", default=None,
+                    help="start the backbone from the backbone.* tensors of this safetensors file")
     ap.add_argument("--resume", action="store_true", help="continue from --work/last.pt")
     ap.add_argument("--no-export", action="store_true", help="do not write the config and weights")
     ap.add_argument("--export-only", action="store_true",
@@ -322,9 +338,18 @@ def main():
 
     train_items, val_items = load_split(a.train, a.train_count), load_split(a.val)
     model = build_model()
+    if a.init_backbone:
+        sd = load_safetensors(a.init_backbone)
+        bb = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+        model.backbone.load_state_dict(bb, strict=True)
+        print(f"backbone from {a.init_backbone} ({len(bb)} tensors)", flush=True)
+    aux = MODELS.build(ConfigDict(copy.deepcopy(AUX_HEAD))) if a.aux > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    trained = list(model.named_parameters()) + (list(aux.named_parameters()) if aux else [])
+    decay = [p for n, p in trained if p.ndim > 1]
+    no_decay = [p for n, p in trained if p.ndim <= 1]
+    class_weight = torch.ones(len(CLASSES))
+    class_weight[0] = a.bg_weight
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.999))
 
@@ -339,13 +364,16 @@ def main():
     if (a.resume or a.export_only) and os.path.exists(ckpt):
         st = torch.load(ckpt, weights_only=False)
         model.load_state_dict(st["model"])
+        if aux is not None and st.get("aux"):
+            aux.load_state_dict(st["aux"])
         opt.load_state_dict(st["opt"])
         start, elapsed = st["iter"], st["elapsed"]
         rng = st["rng"]
         torch.set_rng_state(st["torch_rng"])
         print(f"resumed at iter {start}", flush=True)
     print(f"{len(train_items)} train / {len(val_items)} val images, {n_params / 1e6:.2f}M params, "
-          f"threads {threads}, batch {a.batch}, crop {a.crop}, iters {a.iters}, lr {a.lr}", flush=True)
+          f"threads {threads}, batch {a.batch}, crop {a.crop}, ratio {a.ratio}, iters {a.iters}, lr {a.lr}, "
+          f"aux {a.aux}, bg weight {a.bg_weight}, bf16 {a.bf16}", flush=True)
 
     if a.export_only:
         a.iters = start = int(torch.load(ckpt, weights_only=False)["iter"])
@@ -355,16 +383,22 @@ def main():
     t_last, loss_avg = time.time(), None
     for it in range(start, a.iters):
         model.train()
+        if aux is not None:
+            aux.train()
         idx = next(sampler)
-        x, y = collate([train_sample(train_items[i], rng, a.crop) for i in idx])
+        x, y = collate([train_sample(train_items[i], rng, a.crop, tuple(a.ratio)) for i in idx])
         for g in opt.param_groups:
             g["lr"] = lr_at(it)
-        logits = model.decode_head(model.extract_feat(x))
-        logits = F.interpolate(logits, size=x.shape[2:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, y, ignore_index=255)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            feats = model.extract_feat(x)
+            outs = [(model.decode_head(feats), 1.0)] + ([(aux(feats), a.aux)] if aux is not None else [])
+        loss = 0.0
+        for logits, weight in outs:
+            logits = F.interpolate(logits.float(), size=x.shape[2:], mode="bilinear", align_corners=False)
+            loss = loss + weight * F.cross_entropy(logits, y, weight=class_weight, ignore_index=255)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in trained], 1.0)
         opt.step()
         loss_avg = float(loss) if loss_avg is None else 0.95 * loss_avg + 0.05 * float(loss)
         if (it + 1) % 20 == 0 or it == start:
@@ -376,6 +410,7 @@ def main():
             t_last = now
         if (it + 1) % a.eval_every == 0 or it + 1 == a.iters:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "iter": it + 1,
+                        "aux": aux.state_dict() if aux is not None else None,
                         "elapsed": elapsed + time.time() - t_last, "rng": rng,
                         "torch_rng": torch.get_rng_state()}, ckpt)
             if it + 1 < a.iters:
