@@ -54,7 +54,8 @@ static inline void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const 
 #pragma clang loop unroll(full)
     for (int r = 0; r < MR; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
     for (ptrdiff_t kk = 0; kk < k; kk++) {
-        __m512 b0 = _mm512_load_ps(bp + kk * NR), b1 = _mm512_load_ps(bp + kk * NR + 16);
+        // unaligned loads: Conv2d's panels live in a Swift array (16-byte aligned); as fast on aligned data
+        __m512 b0 = _mm512_loadu_ps(bp + kk * NR), b1 = _mm512_loadu_ps(bp + kk * NR + 16);
 #pragma clang loop unroll(full)
         for (int r = 0; r < MR; r++) {
             __m512 av = _mm512_set1_ps(a[r * lda + kk]);

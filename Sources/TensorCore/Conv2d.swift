@@ -7,6 +7,9 @@
 //! 3×3 convolutions with stride 1 and padding 1 go to Winograd (Winograd.swift) by default; the
 //! im2col path stays the general one and the reference that Winograd is tested against.
 
+import CKernels
+import Foundation
+
 /// How a `Conv2d` computes: the same function either way, up to float rounding.
 public enum ConvAlgorithm: Sendable, Equatable {
     /// im2col in bands + one sgemm per band: any kernel, stride and padding.
@@ -22,9 +25,13 @@ public struct Conv2d: Sendable {
     public let stride: Int
     public let padding: Int
     public let algorithm: ConvAlgorithm
-    /// im2col: [O, kh, kw, C] (repacked from OIHW); Winograd: U = G g Gᵀ [α², O, C]. Only the form
-    /// the algorithm reads is kept (U is 4× the weight for F(4×4)).
+    /// im2col: [O, kh, kw, C] (repacked from OIHW); Winograd: U = G g Gᵀ [α², O, C], or — when
+    /// `panels` — each U[p] in the fp32 kernel's panel layout (CKernels/sgemm_packed.c), so the
+    /// products read it as is instead of sgemm re-packing it per call. Only the form the algorithm
+    /// reads is kept (U is 4× the weight for F(4×4)).
     let packed: [Float]
+    /// Winograd's U[p] are stored as panels for uf_sgemm_packed (AVX-512 CPUs).
+    let panels: Bool
     public let bias: [Float]?
     /// `packed` for the bf16 kernels (im2col: one [O, k·k·C] matrix; Winograd: one per position),
     /// made on the first bf16 call.
@@ -44,10 +51,12 @@ public struct Conv2d: Sendable {
         let winogradShape = k == 3 && stride == 1 && padding == 1
         self.algorithm = algorithm ?? (winogradShape ? .winograd(.default) : .im2col)
         switch self.algorithm {
-        case .im2col: packed = p
+        case .im2col: packed = p; panels = false
         case let .winograd(tr):
             precondition(winogradShape, "Conv2d: Winograd needs 3×3, stride 1, padding 1, got k \(k) s \(stride) p \(padding)")
-            packed = tr.transformWeights(p, outChannels: o, inChannels: c)
+            let u = tr.transformWeights(p, outChannels: o, inChannels: c)
+            panels = Conv2d.winogradPanels
+            packed = panels ? packPanels(u, positions: tr.alpha * tr.alpha, n: o, k: c) : u
         }
     }
 
@@ -61,6 +70,12 @@ public struct Conv2d: Sendable {
         switch algorithm {
         case .im2col:
             for o in 0..<outChannels { for j in 0..<per { p[o * per + j] *= a.scale[o] } }
+        case .winograd where panels:
+            let c = inChannels, per = uf_sgemm_packed_floats(outChannels, c), nr = packedPanelColumns
+            for q in 0..<(p.count / per) { for o in 0..<outChannels {          // U[q] panels [O/32][C][32]
+                let first = q * per + (o / nr) * c * nr + o % nr
+                for j in 0..<c { p[first + j * nr] *= a.scale[o] }
+            } }
         case .winograd:
             let c = inChannels, positions = p.count / (outChannels * c)     // U [α², O, C]
             for q in 0..<positions { for o in 0..<outChannels {
@@ -75,6 +90,7 @@ public struct Conv2d: Sendable {
     private init(packed: [Float], bias: [Float]?, like c: Conv2d) {
         outChannels = c.outChannels; inChannels = c.inChannels; kernel = c.kernel
         stride = c.stride; padding = c.padding; algorithm = c.algorithm; self.packed = packed; self.bias = bias
+        panels = c.panels
     }
 
     public func outputSize(_ h: Int, _ w: Int) -> (Int, Int) {
@@ -93,20 +109,25 @@ public struct Conv2d: Sendable {
             return ctx.timed("conv2d") { convolve(x, h, w, c, ho, wo, ctx) }
         case let .winograd(tr):
             return ctx.timed("conv2d/winograd") {
-                winogradConv3x3(x, transform: tr, u: packed, outChannels: outChannels, bias: bias,
+                winogradConv3x3(x, transform: tr, u: packed, panels: panels, outChannels: outChannels, bias: bias,
                                 bf16: ctx.bf16 == nil ? nil : bf16Packed(), ctx)
             }
         }
     }
 
+    /// Whether Winograd convolutions keep U in panels: on AVX-512, unless UNIFORMER_CONV_SGEMM=1
+    /// (for A/B benchmarks against sgemm).
+    static let winogradPanels = PackedF32.available && ProcessInfo.processInfo.environment["UNIFORMER_CONV_SGEMM"] != "1"
+
     /// The weights for the bf16 kernels: im2col's [O, k·k·C], or U[p] [O, C] per Winograd position.
     private func bf16Packed() -> [PackedBF16] {
         bf16Weights.get {
             let o = outChannels
-            let per = packed.count / o
-            let parts = algorithm == .im2col ? 1 : packed.count / (o * inChannels)
+            let rowMajor = panels ? unpackPanels(packed, n: o, k: inChannels) : packed
+            let per = rowMajor.count / o
+            let parts = algorithm == .im2col ? 1 : rowMajor.count / (o * inChannels)
             let cols = algorithm == .im2col ? per : inChannels
-            return packed.withUnsafeBufferPointer { wp in
+            return rowMajor.withUnsafeBufferPointer { wp in
                 (0..<parts).map { q in PackedBF16(wp.baseAddress! + q * o * cols, rowStride: 1, colStride: cols, k: cols, n: o) }
             }
         }
@@ -171,4 +192,27 @@ public struct Conv2d: Sendable {
             }
         }
     }
+}
+
+/// `positions` matrices [n, k] (row-major, used as Bᵀ) → the same matrices in uf_sgemm_packed's
+/// panel layout, one after another (uf_sgemm_packed_floats(n, k) floats each).
+func packPanels(_ m: [Float], positions: Int, n: Int, k: Int) -> [Float] {
+    let per = uf_sgemm_packed_floats(n, k)
+    var out = [Float](repeating: 0, count: positions * per)
+    m.withUnsafeBufferPointer { src in out.withUnsafeMutableBufferPointer { dst in
+        for q in 0..<positions {
+            uf_sgemm_pack(src.baseAddress! + q * n * k, 1, k, k, n, 1, dst.baseAddress! + q * per)
+        }
+    } }
+    return out
+}
+
+/// The inverse of `packPanels`: panel-layout matrices → [n, k] row-major each.
+func unpackPanels(_ p: [Float], n: Int, k: Int) -> [Float] {
+    let per = uf_sgemm_packed_floats(n, k), nr = packedPanelColumns, positions = p.count / per
+    var out = [Float](repeating: 0, count: positions * n * k)
+    for q in 0..<positions { for j in 0..<n { for kk in 0..<k {
+        out[(q * n + j) * k + kk] = p[q * per + (j / nr) * k * nr + kk * nr + j % nr]
+    } } }
+    return out
 }

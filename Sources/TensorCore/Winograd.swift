@@ -101,11 +101,14 @@ let winogradMaxBandTiles = 256
 
 /// x [H, W, C] → [H, W, O]: 3×3, stride 1, padding 1, with U = G g Gᵀ [α², O, C] and optional bias [O].
 /// `bf16`: U[p] packed per position for the bf16 kernels (ctx.bf16 set), else the products run in fp32.
-func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], outChannels oc: Int,
+/// `panels`: each U[p] is in uf_sgemm_packed's panel layout (Conv2d.packPanels), multiplied by the
+/// AVX-512 kernel of CKernels/sgemm_packed.c without re-packing; else [α², O, C] for sgemm.
+func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], panels: Bool = false, outChannels oc: Int,
                      bias: [Float]?, bf16: [PackedBF16]? = nil, _ ctx: ComputeContext, bandBytes: Int = winogradBandBytes) -> Tensor {
     let (h, w, c) = (x.shape[0], x.shape[1], x.shape[2])
     let m = tr.m, a = tr.alpha, positions = a * a
-    precondition(u.count == positions * oc * c, "Winograd: U \(u.count) values for \(positions)×\(oc)×\(c)")
+    let perPosition = panels ? uf_sgemm_packed_floats(oc, c) : oc * c
+    precondition(u.count == positions * perPosition, "Winograd: U \(u.count) values for \(positions)×\(oc)×\(c)")
     precondition(bias.map { $0.count == oc } ?? true, "Winograd: bias of \(bias?.count ?? 0) values for \(oc) channels")
     let tilesW = (w + m - 1) / m, tiles = ((h + m - 1) / m) * tilesW
     let band = max(1, min(tiles, winogradMaxBandTiles, bandBytes / (positions * (c + oc) * MemoryLayout<Float>.size)))
@@ -136,10 +139,16 @@ func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], o
                     // bf16: one copy buffer of V[p] per chunk of positions
                     let a16 = bf16 == nil ? nil : UnsafeMutablePointer<UInt16>.allocate(capacity: uf_gemm_bf16_a_count(count, c))
                     defer { a16?.deallocate() }
+                    // fp32 panels: the kernel's scratch for a short last block of rows
+                    let scratch = panels ? UnsafeMutablePointer<Float>.allocate(capacity: PackedF32.scratchFloats(c)) : nil
+                    defer { scratch?.deallocate() }
                     for p in ps {
                         if let bf16, let kernel = ctx.bf16 {
                             gemmBF16(m: count, a: vp.base + p * count * c, lda: c, b: bf16[p],
                                      c: mp.base + p * count * oc, ldc: oc, kernel: kernel, scratch: a16)
+                        } else if let scratch {
+                            uf_sgemm_packed(count, oc, c, vp.base + p * count * c, c, up.base + p * perPosition,
+                                            mp.base + p * count * oc, oc, nil, 0, scratch)
                         } else {
                             gemmABt(m: count, n: oc, k: c, a: vp.base + p * count * c, b: up.base + p * oc * c,
                                     c: mp.base + p * count * oc)
