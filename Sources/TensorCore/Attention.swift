@@ -109,7 +109,12 @@ public func globalAttention(_ qkv: Tensor, shape: AttentionShape, _ ctx: Compute
     let n = qkv.count / (3 * c)
     precondition(n * 3 * c == qkv.count, "attention: qkv \(qkv.shape) for \(c) channels")
     let packing = ctx.bf16 != nil || PackedF32.available
-    let block = packing ? packedQueryBlock(n) : queryBlock(n)
+    let cacheBlock = packing ? packedQueryBlock(n) : queryBlock(n)
+    // At least ~4 units per thread, so that heads × blocks splits evenly: stage 3 of a 224²
+    // classifier has 5 heads of 196 queries, one block each, which 2 threads would share 3 : 2.
+    let perHead = (4 * ctx.threads + shape.heads - 1) / shape.heads
+    let block = ctx.threads > 1 && (n + cacheBlock - 1) / cacheBlock < perHead
+        ? min(cacheBlock, max(12, ((n + perHead - 1) / perHead + 11) / 12 * 12)) : cacheBlock
     let blocks = (n + block - 1) / block
     let extra = PackedHead.scratchFloats(rows: block, tokens: n, headDim: shape.headDim)
     let scratch = AttentionScratch(threads: ctx.threads, floats: block * n + extra)
