@@ -6,9 +6,9 @@
 // interpolated precision; mean over classes with ground truth).
 //
 // The issue's targets (mIoU ≥ 0.90, box AP@0.5 ≥ 0.90, mask AP@0.5 ≥ 0.85) are checked by the two
-// `…Target` tests, disabled while the bundled weights are undertrained; the `…Floor` tests keep the
-// accuracy the bundled weights were exported with (PyTorch measured the same on these scenes:
-// tasks/demo/check_seg.py, check_det.py), so a regression anywhere in the pipeline fails.
+// `…Target` tests; the segmentation one is disabled while the bundled weights stay below it (mIoU
+// 0.877), and `segmentationAboveFloor` keeps the accuracy they were exported with (PyTorch measured
+// the same on these scenes: tasks/demo/check_seg.py, check_det.py), so a regression fails.
 
 import Detection
 import Foundation
@@ -108,20 +108,17 @@ private func averagePrecision(_ dets: [(image: Int, score: Float, ious: [Double]
     return sum / 101
 }
 
-/// What the bundled weights reach today (fixtures, Swift = PyTorch): seg mIoU 0.281; det box AP50
-/// 0.748, mask AP50 0.719. Floors 0.02 below; raise them with the weights.
-private let floors = (miou: 0.26, box: 0.73, mask: 0.70)
+/// What the bundled segmentation weights reach today (fixtures, Swift = PyTorch): mIoU 0.877, below
+/// the issue's 0.90; the floor sits 0.015 below it, raise it with the weights.
+private let segmentationFloor = 0.86
 
 @Suite(.serialized) struct DemoModels {
-    @Test(.disabled("the bundled demo weights are undertrained (issue 6): see the floors")) func segmentationTarget() throws { #expect(try segmentationMIoU() >= 0.90) }
-    @Test func segmentationFloor() throws { #expect(try segmentationMIoU() >= floors.miou) }
-    @Test(.disabled("the bundled demo weights are undertrained (issue 6): see the floors")) func detectionTarget() throws {
+    @Test(.disabled("the bundled segmentation weights reach mIoU 0.877 here (issue 6): see the floor")) func segmentationTarget() throws { #expect(try segmentationMIoU() >= 0.90) }
+    @Test func segmentationAboveFloor() throws { #expect(try segmentationMIoU() >= segmentationFloor) }
+    /// The bundled detector reaches box / mask AP50 0.953 / 0.953 here (PyTorch the same: check_det.py).
+    @Test func detectionTarget() throws {
         let ap = try detectionAP50()
         #expect(ap.box >= 0.90 && ap.mask >= 0.85, "\(ap)")
-    }
-    @Test func detectionFloor() throws {
-        let ap = try detectionAP50()
-        #expect(ap.box >= floors.box && ap.mask >= floors.mask, "\(ap)")
     }
 
     func segmentationMIoU() throws -> Double {

@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
 # Regenerate the demo data and models from scratch:
 #
-#   bash tasks/demo/train.sh [seg|det|all]        (default: all)
+#   bash tasks/demo/train.sh [det|seg|all]        (default: all; seg starts from the det weights)
 #
 #   1. the shapes datasets (tasks/demo/shapes.py, seeded): /tmp/shapes-val (200 images) and
-#      /tmp/shapes-train (3000 images; the segmentation model uses the first 1600) — not committed;
+#      /tmp/shapes-train (3000 images) — not committed;
 #      the held-out fixtures Tests/UniFormerTests/Fixtures/demo (test split, 10 images) and the
 #      README picture tasks/demo/shapes-example.png — committed, byte-identical on a rerun
-#   2. seg: tasks/demo/train_seg.py in the mmseg venv -> configs/demo-shapes-seg.json,
-#      Sources/UniFormer/Resources/demo-shapes-seg.safetensors; then tasks/demo/check_seg.py
-#      (PyTorch vs `uniformer segment` on the fixtures; needs the Swift toolchain, SKIP_CHECK=1 skips)
-#   3. det: tasks/demo/train_det.py in the mmdet venv -> configs/demo-shapes-det.json,
-#      Sources/UniFormer/Resources/demo-shapes-det.safetensors (from scratch, as the committed run;
-#      train_det.py --init-seg FILE starts its backbone from the seg model's); then tasks/demo/check_det.py
+#   2. det: tasks/demo/train_det.py in the mmdet venv, from scratch, in two steps (the schedule of the
+#      committed run): 1500 iterations on the first 1600 training images, then 1000 more on all 3000
+#      (two warm restarts) -> configs/demo-shapes-det.json, Sources/UniFormer/Resources/demo-shapes-det.safetensors;
+#      then tasks/demo/check_det.py (PyTorch vs `uniformer detect` on the fixtures)
+#   3. seg: tasks/demo/train_seg.py in the mmseg venv, its backbone started from the detector's
+#      (a segmentation backbone trained from scratch learns which shape a pixel belongs to far
+#      more slowly) -> configs/demo-shapes-seg.json, Sources/UniFormer/Resources/demo-shapes-seg.safetensors;
+#      then tasks/demo/check_seg.py (PyTorch vs `uniformer segment`)
+#   The checks need the Swift toolchain (SKIP_CHECK=1 skips them).
 #
-# Environment: TRAIN_THREADS (torch threads, default 1), SHAPES_TRAIN / SHAPES_VAL (dataset folders),
+# Environment: TRAIN_THREADS (torch threads, default 2), SHAPES_TRAIN / SHAPES_VAL (dataset folders),
 # SKIP_CHECK=1 (no Swift comparison).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 what="${1:-all}"
-case "$what" in seg|det|all) ;; *) echo "usage: $0 [seg|det|all]" >&2; exit 2 ;; esac
+case "$what" in seg|det|all) ;; *) echo "usage: $0 [det|seg|all]" >&2; exit 2 ;; esac
 
-export TRAIN_THREADS="${TRAIN_THREADS:-1}"
+export TRAIN_THREADS="${TRAIN_THREADS:-2}"
 train_dir="${SHAPES_TRAIN:-/tmp/shapes-train}"
 val_dir="${SHAPES_VAL:-/tmp/shapes-val}"
 
@@ -37,20 +40,23 @@ have "$train_dir" 3000 || python3 tasks/demo/shapes.py --out "$train_dir" --spli
 python3 tasks/demo/shapes.py --out Tests/UniFormerTests/Fixtures/demo --split test --count 10 --png-level 9
 python3 tasks/demo/shapes.py --example tasks/demo/shapes-example.png
 
-if [[ "$what" == seg || "$what" == all ]]; then
-    bash tasks/reference/mmseg_env.sh
-    tasks/reference/.venv/bin/python tasks/demo/train_seg.py --train "$train_dir" --val "$val_dir"
+if [[ "$what" == det || "$what" == all ]]; then
+    bash tasks/reference/mmdet_env.sh
+    det=(tasks/reference/.venv-mmdet/bin/python tasks/demo/train_det.py --train-dir "$train_dir" --val-dir "$val_dir" --no-generate)
+    "${det[@]}" --train-count 1600 --iters 1000 --restart-iters 250 --restart-cycles 2 --no-export
+    "${det[@]}" --train-count 3000 --iters 1000 --restart-iters 500 --restart-cycles 3 --resume
     if [[ "${SKIP_CHECK:-0}" != 1 ]]; then
         swift build -c release
-        tasks/reference/.venv/bin/python tasks/demo/check_seg.py
+        tasks/reference/.venv-mmdet/bin/python tasks/demo/check_det.py
     fi
 fi
 
-if [[ "$what" == det || "$what" == all ]]; then
-    bash tasks/reference/mmdet_env.sh
-    tasks/reference/.venv-mmdet/bin/python tasks/demo/train_det.py --train-dir "$train_dir" --val-dir "$val_dir"
-    if [[ "${SKIP_CHECK:-0}" != 1 && -f tasks/demo/check_det.py ]]; then
+if [[ "$what" == seg || "$what" == all ]]; then
+    bash tasks/reference/mmseg_env.sh
+    tasks/reference/.venv/bin/python tasks/demo/train_seg.py --train "$train_dir" --val "$val_dir" \
+        --init-backbone Sources/UniFormer/Resources/demo-shapes-det.safetensors
+    if [[ "${SKIP_CHECK:-0}" != 1 ]]; then
         swift build -c release
-        tasks/reference/.venv-mmdet/bin/python tasks/demo/check_det.py
+        tasks/reference/.venv/bin/python tasks/demo/check_seg.py
     fi
 fi
