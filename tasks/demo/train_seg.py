@@ -335,6 +335,8 @@ def main():
                     help="plain float32 (default: forward/backward under torch.autocast(cpu, bfloat16), master weights float32)")
     ap.add_argument("--init-backbone", default=None,
                     help="start the backbone from the backbone.* tensors of this safetensors file")
+    ap.add_argument("--init-model", default=None,
+                    help="start the whole model (backbone and decode head) from this safetensors file, e.g. for a warm restart")
     ap.add_argument("--resume", action="store_true", help="continue from --work/last.pt")
     ap.add_argument("--no-export", action="store_true", help="do not write the config and weights")
     ap.add_argument("--export-only", action="store_true",
@@ -356,6 +358,9 @@ def main():
         bb = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
         model.backbone.load_state_dict(bb, strict=True)
         print(f"backbone from {a.init_backbone} ({len(bb)} tensors)", flush=True)
+    if a.init_model:
+        model.load_state_dict(load_safetensors(a.init_model), strict=True)
+        print(f"model from {a.init_model}", flush=True)
     aux = MODELS.build(ConfigDict(copy.deepcopy(AUX_HEAD))) if a.aux > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
     trained = list(model.named_parameters()) + (list(aux.named_parameters()) if aux else [])
