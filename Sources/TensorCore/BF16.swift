@@ -96,7 +96,8 @@ func gemmRowsBF16(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedBF16, c: U
     }
 }
 
-/// The packed bf16 form of a layer's weights, made on first use and kept (thread-safe).
+/// A layer's weights in a kernel's packed form (bf16 or fp32 panels), made on first use and kept
+/// (thread-safe).
 public final class PackedCache<Value>: @unchecked Sendable {
     private var value: Value?
     private let lock = NSLock()

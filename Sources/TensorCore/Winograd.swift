@@ -4,10 +4,11 @@
 //! for k = 3, s = 1, p = 1 (Lavin & Gray 2015, "Fast Algorithms for Convolutional Neural Networks").
 //! The output is cut into m×m tiles, each read from an α×α input patch (α = m + 2). Per tile:
 //!   V = Bᵀ d B  (input transform, α×α per channel)        U = G g Gᵀ  (weights, once at load)
-//!   M[p] = V[p] · U[p]ᵀ for each of the α² positions p   — one cblas_sgemm [tiles × C]·[C × O] per p
+//!   M[p] = V[p] · U[p]ᵀ for each of the α² positions p   — one product [tiles × C]·[C × O] per p
 //!   Y = Aᵀ M A + bias  (output transform, m×m per output channel)
-//! The transforms are C kernels (CKernels/winograd.c) vectorised over channels; the products are
-//! sgemm calls, one per position, split over the engine's threads (each call single-threaded).
+//! The transforms are C kernels (CKernels/winograd.c) vectorised over channels; the products, one
+//! per position, are split over the engine's threads (each single-threaded): the packed AVX-512
+//! kernel on U[p] kept in its panel layout (Conv2d), else cblas_sgemm, or the bf16 kernels.
 //! Tiles are processed in bands whose transformed buffers stay under 64 MB however large the map.
 //!
 //! The matrices come from interpolation points (Toom–Cook): α − 1 finite points plus ∞. Larger m
@@ -92,8 +93,8 @@ public struct WinogradTransform: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Scratch budget of one band (transformed input + products): 64 MB, so a 128×128×2048 input
-/// (300 MB once transformed by F(4×4)) runs in 6 bands of 182 tiles. Each sgemm repacks its U[p]
-/// (O × C, from memory), so fewer tiles per band cost throughput: single-threaded OpenBLAS reaches
+/// (300 MB once transformed by F(4×4)) runs in 6 bands of 182 tiles. On the sgemm path each call
+/// repacks its U[p] (O × C, from memory), so fewer tiles per band cost throughput: single-threaded OpenBLAS reaches
 /// 80 % of its peak at 96 rows, 93 % at 192 and 95 % at 256 (K = 2048, N = 512), hence also
 /// at most `winogradMaxBandTiles` tiles, beyond which a band only costs memory.
 let winogradBandBytes = 64 << 20
@@ -101,7 +102,7 @@ let winogradMaxBandTiles = 256
 
 /// x [H, W, C] → [H, W, O]: 3×3, stride 1, padding 1, with U = G g Gᵀ [α², O, C] and optional bias [O].
 /// `bf16`: U[p] packed per position for the bf16 kernels (ctx.bf16 set), else the products run in fp32.
-/// `panels`: each U[p] is in uf_sgemm_packed's panel layout (Conv2d.packPanels), multiplied by the
+/// `panels`: each U[p] is in uf_sgemm_packed's panel layout (`packPanels`), multiplied by the
 /// AVX-512 kernel of CKernels/sgemm_packed.c without re-packing; else [α², O, C] for sgemm.
 func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], panels: Bool = false, outChannels oc: Int,
                      bias: [Float]?, bf16: [PackedBF16]? = nil, _ ctx: ComputeContext, bandBytes: Int = winogradBandBytes) -> Tensor {
