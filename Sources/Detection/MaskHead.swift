@@ -68,6 +68,75 @@ public struct FCNMaskHead: Sendable {
         }
         return logits(up, .bias, ctx)
     }
+
+    /// RoI features [n, s, s, C] (channels last) → for RoI i the logits of class `channels[i]` only,
+    /// (2s)² values each: what `callAsFunction` gives channel by channel, in a few large products.
+    ///
+    /// Why it is fast: one RoI is a 14×14 map, too small for a product to keep two threads busy
+    /// (a 3×3 conv per RoI ran at a third of the batched rate). Up to `chunk` RoIs are stacked into
+    /// one tall [rows, s, C] map with one zero row between neighbours, so a 3×3 conv (padding 1) over
+    /// the stack reads exactly the zeros its RoI's padding would give; the conv fills the separator
+    /// rows, which are zeroed again before the next conv. The deconv is one Linear over every pixel
+    /// of the stack, and the final 1×1 conv is evaluated for the kept channel only (1/K of its work).
+    public func logits(batch x: Tensor, channels: [Int], _ ctx: ComputeContext, chunk: Int = 64) -> [[Float]] {
+        precondition(x.rank == 4 && x.shape[1] == x.shape[2] && channels.count == x.shape[0], "mask head: \(x.shape), \(channels.count) channels")
+        let n = x.shape[0], s = x.shape[1], cin = x.shape[3], per = s * s * cin
+        let k = logits.outFeatures, o = deconvOut, side = 2 * s
+        precondition(channels.allSatisfy { $0 >= 0 && $0 < k }, "mask head: channel outside 0..<\(k)")
+        var out = [[Float]](repeating: [], count: n)
+        var first = 0
+        while first < n {
+            let m = min(chunk, n - first), rows = m * (s + 1) - 1
+            var y = Tensor(uninitialized: [rows, s, cin]) { buf in
+                x.data.withUnsafeBufferPointer { src in
+                    for i in 0..<m {
+                        let dst = buf.baseAddress! + i * (s + 1) * s * cin
+                        dst.update(from: src.baseAddress! + (first + i) * per, count: per)
+                        if i < m - 1 { (dst + per).update(repeating: 0, count: s * cin) }
+                    }
+                }
+            }
+            for conv in convs {
+                y = conv(y, ctx)
+                let width = s * y.shape[2]
+                y.data.withUnsafeMutableBufferPointer { p in
+                    for i in 0..<(m - 1) { (p.baseAddress! + ((i + 1) * (s + 1) - 1) * width).update(repeating: 0, count: width) }
+                }
+            }
+            var d = deconv(y, .bias, ctx)                  // [rows, s, 4·O]; (dy·2 + dx)·O + o
+            reluInPlace(&d)
+            // logits[2yy + dy, 2xx + dx] = b[c] + Σ_o W[c, o] · d[yy, xx, (dy·2 + dx)·O + o]
+            var maps = [Float](repeating: 0, count: m * side * side)
+            let w = logits.weight.data, b = logits.bias ?? [Float](repeating: 0, count: k)
+            let classes = Array(channels[first..<(first + m)])
+            maps.withUnsafeMutableBufferPointer { mp in
+                let mOut = SharedPointer(mp.baseAddress!)
+                d.data.withUnsafeBufferPointer { dp in
+                    let dIn = SharedConstPointer(dp.baseAddress!)
+                    parallelFor(m, ctx) { range in
+                        w.withUnsafeBufferPointer { wp in
+                            for i in range {
+                                let wc = wp.baseAddress! + classes[i] * o, bc = b[classes[i]]
+                                let map = mOut.base + i * side * side
+                                for yy in 0..<s { for xx in 0..<s {
+                                    let pix = dIn.base + ((i * (s + 1) + yy) * s + xx) * 4 * o
+                                    for q in 0..<4 {
+                                        let v = pix + q * o
+                                        var acc: Float = 0
+                                        for j in 0..<o { acc += v[j] * wc[j] }
+                                        map[(2 * yy + q / 2) * side + 2 * xx + q % 2] = acc + bc
+                                    }
+                                } }
+                            }
+                        }
+                    }
+                }
+            }
+            for i in 0..<m { out[first + i] = Array(maps[(i * side * side)..<((i + 1) * side * side)]) }
+            first += m
+        }
+        return out
+    }
 }
 
 /// _do_paste_mask for one mask (CPU path): probabilities `mask` [m, m] of a box in image pixels,

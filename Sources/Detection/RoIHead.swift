@@ -142,12 +142,10 @@ func attachAveragedMasks(_ dets: inout [Detection], feats: [Tensor], heads: [FCN
     var size = 0
     for (head, align) in zip(heads, aligns) {
         let roiFeats = align(Array(feats.prefix(align.strides.count)), scaled, channelsFirst: false, ctx)
-        let s = align.outputSize, c = roiFeats.shape[3], per = s * s * c
-        size = 2 * s
+        size = 2 * align.outputSize
+        let logits = head.logits(batch: roiFeats, channels: dets.map { head.classAgnostic ? 0 : $0.label }, ctx)
         for i in dets.indices {
-            let logits = head(Tensor(shape: [s, s, c], data: Array(roiFeats.data[(i * per)..<((i + 1) * per)])), ctx)
-            let k = logits.shape[2], channel = head.classAgnostic ? 0 : dets[i].label
-            let p = (0..<(size * size)).map { 1 / (1 + expf(-logits.data[$0 * k + channel])) }
+            let p = logits[i].map { 1 / (1 + expf(-$0)) }
             probs[i] = probs[i].isEmpty ? p : zip(probs[i], p).map { $0 + $1 }
         }
     }

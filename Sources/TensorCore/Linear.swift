@@ -41,7 +41,8 @@ public struct Linear: Sendable {
         shape[shape.count - 1] = outFeatures
         let o = outFeatures, b = bias
         ctx.countFLOPs(2 * Double(n) * Double(inFeatures) * Double(o))
-        return ctx.timed(epilogue == .biasGELU ? "linear+gelu" : "linear") { Tensor(uninitialized: shape) { out in
+        let kind = epilogue == .biasGELU ? "linear+gelu" : "linear"
+        return ctx.timed(ctx.profiler?.byShape == true ? "\(kind) \(n)×\(inFeatures)→\(o)" : kind) { Tensor(uninitialized: shape) { out in
             if let kernel = ctx.bf16 {
                 let packed = bf16Weight.get { PackedBF16.linearWeight(weight) }
                 x.data.withUnsafeBufferPointer { xp in
@@ -81,7 +82,7 @@ public struct Linear: Sendable {
         precondition(residual.count == n * outFeatures, "Linear.accumulate: \(x.shape) → \(residual.shape)")
         let b = bias
         ctx.countFLOPs(2 * Double(n) * Double(inFeatures) * Double(outFeatures))
-        ctx.timed("linear") { residual.data.withUnsafeMutableBufferPointer { rp in
+        ctx.timed(ctx.profiler?.byShape == true ? "linear \(n)×\(inFeatures)→\(outFeatures) +=" : "linear") { residual.data.withUnsafeMutableBufferPointer { rp in
             if let kernel = ctx.bf16 {
                 let packed = bf16Weight.get { PackedBF16.linearWeight(weight) }
                 x.data.withUnsafeBufferPointer { xp in

@@ -9,6 +9,9 @@ public final class Profiler: @unchecked Sendable {
     private var totals: [String: (seconds: Double, calls: Int)] = [:]
     private var flopCount = 0.0
     private let lock = NSLock()
+    /// Whether matrix-product kinds carry their shape ("linear 196×320→1280"), to see which
+    /// products take the time (`uniformer bench --profile-shapes`).
+    public let byShape: Bool
 
     /// Floating-point operations the ops reported (2 per multiply-add of convolutions, linear
     /// layers and attention products; Winograd counts the direct convolution it replaces).
@@ -22,7 +25,7 @@ public final class Profiler: @unchecked Sendable {
         flopCount += x
     }
 
-    public init() {}
+    public init(byShape: Bool = false) { self.byShape = byShape }
 
     public func add(_ kind: String, _ seconds: Double) {
         lock.lock(); defer { lock.unlock() }

@@ -43,6 +43,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print the time per operator kind (median run's share, summed over the timed runs).")
     var profile = false
 
+    @Flag(help: "--profile with the linear layers by shape (tokens×in→out) instead of one line per kind.")
+    var profileShapes = false
+
     func run() throws {
         try reporting {
             let parts = size.lowercased().split(separator: "x").compactMap { Int($0) }
@@ -56,7 +59,7 @@ struct Bench: ParsableCommand {
             let config = try file.backboneConfig()
             var ctx = ComputeContext(threads: threads, precision: precision)
             warnIfFallback(requested: precision, ctx)
-            let profiler = Profiler()
+            let profiler = Profiler(byShape: profileShapes)
             let root: WeightScope = try weights.map { WeightScope(try StateDict(contentsOf: URL(fileURLWithPath: $0))) }
                 ?? WeightScope.random(seed: 0)
             var rng = SplitMix(seed: 1)
@@ -91,7 +94,7 @@ struct Bench: ParsableCommand {
             ctx.profiler = counter
             once()
             ctx.profiler = nil
-            if profile { ctx.profiler = profiler }
+            if profile || profileShapes { ctx.profiler = profiler }
             var times: [Double] = []
             for _ in 0..<runs {
                 let t0 = DispatchTime.now().uptimeNanoseconds
@@ -114,7 +117,7 @@ struct Bench: ParsableCommand {
                       + (file.kind == .backbone ? "" : String(format: " (backbone %.2f GFLOP)", backboneGFLOP)))
                 print(String(format: "memory:  peak RSS %.0f MB", rss))
             }
-            if profile {
+            if profile || profileShapes {
                 let total = times.reduce(0, +) / 1e3
                 let report = profiler.report
                 let stages = report.filter { $0.kind.hasPrefix("stage: ") }
@@ -127,7 +130,7 @@ struct Bench: ParsableCommand {
                 }
                 print("per operator kind (mean per run):")
                 for r in report where !r.kind.hasPrefix("stage: ") {
-                    print("  " + r.kind.padding(toLength: 18, withPad: " ", startingAt: 0)
+                    print("  " + r.kind.padding(toLength: profileShapes ? 34 : 18, withPad: " ", startingAt: 0)
                           + String(format: "%8.2f ms  %5.1f%%  (%d calls/run)", r.seconds / Double(runs) * 1e3, r.seconds / total * 100, r.calls / runs))
                 }
             }

@@ -3,7 +3,9 @@
 
 import Detection
 import Foundation
+import ModelConfig
 import TensorCore
+import Weights
 import Testing
 
 func boxDiff(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> Float {
@@ -80,5 +82,32 @@ func boxDiff(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> Float {
         // ones((4, 4)) → b'0`0', zeros((4, 4)) → b'`0'
         #expect(encodeRLE([Bool](repeating: true, count: 16), height: 4, width: 4).counts == "0`0")
         #expect(encodeRLE([Bool](repeating: false, count: 16), height: 4, width: 4).counts == "`0")
+    }
+
+    @Test(arguments: [(14, false, 5, 2), (7, true, 3, 64), (14, true, 1, 64)])
+    func batchedMaskHeadEqualsOneRoIAtATime(size s: Int, norm: Bool, rois n: Int, chunk: Int) throws {
+        // The stacked path (RoIs in one tall map, zero rows between them) against the head run on each
+        // RoI alone: same logits of the kept class, for chunks that split the RoIs and for one chunk.
+        let text = """
+            {"type": "FCNMaskHead", "num_convs": 3, "in_channels": 24, "conv_out_channels": 16, "num_classes": 5\(norm ? ", \"norm_cfg\": {\"type\": \"BN\"}" : "")}
+            """
+        let head = try FCNMaskHead(ConfigNode(try JSON.parse(text, file: "mask.json"), path: "mask_head", file: "mask.json"),
+                                   weights: WeightScope.random(seed: 3))
+        var rng = SystemRandomNumberGenerator()
+        let x = Tensor(shape: [n, s, s, 24], data: (0..<(n * s * s * 24)).map { _ in Float.random(in: -1...1, using: &rng) })
+        let channels = (0..<n).map { ($0 * 3 + 1) % 5 }
+        let ctx = ComputeContext(threads: 2)
+        let batched = head.logits(batch: x, channels: channels, ctx, chunk: chunk)
+        #expect(batched.count == n)
+        let per = s * s * 24
+        for i in 0..<n {
+            let one = head(Tensor(shape: [s, s, 24], data: Array(x.data[(i * per)..<((i + 1) * per)])), ctx)
+            let want = (0..<(4 * s * s)).map { one.data[$0 * 5 + channels[i]] }
+            let scale = want.map { abs($0) }.max()!
+            #expect(scale > 1e-3)
+            #expect(batched[i].count == want.count)
+            let err = zip(batched[i], want).map { abs($0 - $1) }.max()!
+            #expect(err <= 1e-4 * scale, "RoI \(i): max |Δ| \(err) of \(scale)")
+        }
     }
 }
