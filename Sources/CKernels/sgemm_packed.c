@@ -45,19 +45,21 @@ static ptrdiff_t row_block(ptrdiff_t k) {
     return mc < MR ? MR : (mc > 40 * MR ? 40 * MR : mc);
 }
 
-// One MR×32 block: C[r, 0:32] (= or +=) Σ_k A[r, k] · Bp[k, 0:32] (+ bias) for r < mr, columns
-// under the masks. `a` has MR readable rows (row stride lda; the caller pads a short block).
-__attribute__((target("avx512f,avx512bw,avx512dq,fma")))
-static inline void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp, float *c, ptrdiff_t ldc,
-                              int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate) {
+// One R×32 block (R = MR, or 4 / 8 for a short last group of rows): C[r, 0:32] (= or +=)
+// Σ_k A[r, k] · Bp[k, 0:32] (+ bias) for r < mr, columns under the masks. `a` has R readable rows
+// (row stride lda; the caller pads a short block). Always inlined with a constant R, so each R gets
+// its own fully unrolled loop: a tail of 2 rows costs a 4-row pass, not a 12-row one.
+__attribute__((target("avx512f,avx512bw,avx512dq,fma"), always_inline))
+static inline void kernel_rows(const int R, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp, float *c,
+                               ptrdiff_t ldc, int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate) {
     __m512 acc0[MR], acc1[MR];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < MR; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
+    for (int r = 0; r < R; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
     for (ptrdiff_t kk = 0; kk < k; kk++) {
         // unaligned loads: Conv2d's panels live in a Swift array (16-byte aligned); as fast on aligned data
         __m512 b0 = _mm512_loadu_ps(bp + kk * NR), b1 = _mm512_loadu_ps(bp + kk * NR + 16);
 #pragma clang loop unroll(full)
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0; r < R; r++) {
             __m512 av = _mm512_set1_ps(a[r * lda + kk]);
             acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
             acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
@@ -66,9 +68,17 @@ static inline void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const 
     __m512 bias0, bias1;
     gemm_load_bias(bias, m0, m1, &bias0, &bias1);
 #pragma clang loop unroll(full)
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < R; r++) {
         if (r < mr) gemm_store_row(c + r * ldc, acc0[r], acc1[r], bias0, bias1, m0, m1, accumulate);
     }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,fma")))
+static void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp, float *c, ptrdiff_t ldc,
+                       int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate) {
+    if (mr <= 4) kernel_rows(4, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate);
+    else if (mr <= 8) kernel_rows(8, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate);
+    else kernel_rows(MR, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
@@ -90,7 +100,7 @@ void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrd
             const float *bp = packed + p * k * NR;
             const float *bias_p = bias ? bias + p * NR : NULL;
             for (ptrdiff_t r = 0; r < full; r += MR)
-                kernel_f32(k, a + (i0 + r) * lda, lda, bp, c + (i0 + r) * ldc + p * NR, ldc, MR, m0, m1, bias_p, accumulate);
+                kernel_rows(MR, k, a + (i0 + r) * lda, lda, bp, c + (i0 + r) * ldc + p * NR, ldc, MR, m0, m1, bias_p, accumulate);
             if (tail)
                 kernel_f32(k, scratch, k, bp, c + (i0 + full) * ldc + p * NR, ldc, tail, m0, m1, bias_p, accumulate);
         }

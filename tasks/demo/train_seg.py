@@ -336,7 +336,7 @@ def main():
     ap.add_argument("--init-backbone", default=None,
                     help="start the backbone from the backbone.* tensors of this safetensors file")
     ap.add_argument("--init-model", default=None,
-                    help="start the whole model (backbone and decode head) from this safetensors file, e.g. for a warm restart")
+                    help="start the whole model (backbone and decode head) from this safetensors file or checkpoint (.pt), e.g. for a warm restart")
     ap.add_argument("--resume", action="store_true", help="continue from --work/last.pt")
     ap.add_argument("--no-export", action="store_true", help="do not write the config and weights")
     ap.add_argument("--export-only", action="store_true",
@@ -359,7 +359,10 @@ def main():
         model.backbone.load_state_dict(bb, strict=True)
         print(f"backbone from {a.init_backbone} ({len(bb)} tensors)", flush=True)
     if a.init_model:
-        model.load_state_dict(load_safetensors(a.init_model), strict=True)
+        if a.init_model.endswith(".pt"):  # a checkpoint of this script (--work/last.pt), float32
+            model.load_state_dict(torch.load(a.init_model, weights_only=False)["model"], strict=True)
+        else:
+            model.load_state_dict(load_safetensors(a.init_model), strict=True)
         print(f"model from {a.init_model}", flush=True)
     aux = MODELS.build(ConfigDict(copy.deepcopy(AUX_HEAD))) if a.aux > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
