@@ -10,7 +10,7 @@ tasks/demo/shapes.py --split test):
   * PyTorch: mmseg's EncoderDecoder + UPerHead around tasks/reference/uniformer_ref.py, built from
     configs/demo-shapes-seg.json's model dict (train_seg.MODEL) and loaded strictly from the exported
     fp16 safetensors, computed in float32. Test pipeline as mmseg 0.13: cv2.imread (BGR) ->
-    mmcv.imrescale keep-ratio to `scale` (cv2 INTER_LINEAR) -> mmcv.imnormalize (to_rgb) -> whole
+    mmcv.imrescale keep-ratio to the config's `scale` (cv2 INTER_LINEAR) -> mmcv.imnormalize (to_rgb) -> whole
     image -> logits resized bilinear to the network input, then to the image size -> argmax.
   * Swift: `uniformer segment <images> --model configs/demo-shapes-seg.json --weights <file> -o DIR
     --logits DIR` in one call (default tool: `swift run -c release uniformer`; --tool PATH to call a
@@ -60,6 +60,10 @@ def main():
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TRAIN_THREADS", "2")))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+
+    import json
+    with open(a.config) as f:  # the test pipeline's scale is the config's, whatever the training default
+        T.DATA["scale"] = json.load(f)["data"]["scale"]
 
     items = T.load_split(a.fixtures)
     images = [it[0] for it in items]

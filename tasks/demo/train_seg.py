@@ -122,8 +122,9 @@ DATA = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "to_r
 DESCRIPTION = ("Demo model: UniFormer (embed_dim 32-64-128-256, layers 2-2-4-2, hybrid stage 3 with 7x7 "
                "windows) + UPerHead (channels 64), trained on synthetic shapes scenes "
                "(tasks/demo/shapes.py; classes circle, square, triangle, star, ring) by "
-               "tasks/demo/train_seg.py, the backbone started from the demo detector's "
-               "(demo-shapes-det). Not a model of real photographs.")
+               "tasks/demo/train_seg.py in two runs: the backbone started from the demo detector's "
+               "(demo-shapes-det) at scale 384, then the whole model fine-tuned at scale 640 "
+               "(tasks/demo/train.sh). Not a model of real photographs.")
 
 
 def build_model() -> torch.nn.Module:
