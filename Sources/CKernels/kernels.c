@@ -68,6 +68,12 @@ void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols) {
 }
 
 CLONES
+void uf_relu(float *p, ptrdiff_t n) {
+    // a select, not a branch, so it vectorises (NaN stays NaN, as x < 0 is false)
+    for (ptrdiff_t i = 0; i < n; i++) p[i] = p[i] < 0.0f ? 0.0f : p[i];
+}
+
+CLONES
 void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bias) {
     // Two loops, not `row[j] + (bias ? bias[j] : 0)`: clang keeps that conditional load scalar,
     // which made the bias-free call (bias already added by the GEMM's store) 4× slower.

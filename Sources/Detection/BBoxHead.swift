@@ -102,7 +102,7 @@ public struct BBoxHead: Sendable {
             }
             x = Tensor(shape: [r, c * s * s], data: rows)
         }
-        for fc in fcs { x = fc(x, .bias, ctx); reluInPlace(&x) }
+        for fc in fcs { x = fc(x, .bias, ctx); reluInPlace(&x, ctx) }
         return (cls(x, .bias, ctx), reg(x, .bias, ctx))
     }
 }

@@ -57,7 +57,7 @@ public struct FCNMaskHead: Sendable {
         for c in convs { y = c(y, ctx) }
         let (h, w) = (y.shape[0], y.shape[1])
         var d = deconv(y, .bias, ctx)                      // [h, w, 4·O]
-        reluInPlace(&d)
+        reluInPlace(&d, ctx)
         let o = deconvOut
         let up = Tensor(uninitialized: [2 * h, 2 * w, o]) { out in
             for yy in 0..<h { for xx in 0..<w { for dy in 0..<2 { for dx in 0..<2 {
@@ -104,7 +104,7 @@ public struct FCNMaskHead: Sendable {
                 }
             }
             var d = deconv(y, .bias, ctx)                  // [rows, s, 4·O]; (dy·2 + dx)·O + o
-            reluInPlace(&d)
+            reluInPlace(&d, ctx)
             // logits[2yy + dy, 2xx + dx] = b[c] + Σ_o W[c, o] · d[yy, xx, (dy·2 + dx)·O + o]
             var maps = [Float](repeating: 0, count: m * side * side)
             let w = logits.weight.data, b = logits.bias ?? [Float](repeating: 0, count: k)

@@ -55,7 +55,7 @@ public struct RPNHead: Sendable {
         var all: [Scored] = []
         for (level, f) in feats.enumerated() {
             var t = conv(f, ctx)
-            reluInPlace(&t)
+            reluInPlace(&t, ctx)
             let logits = cls(t, .bias, ctx)                    // [H, W, A]
             let deltas = reg(t, .bias, ctx)                    // [H, W, 4A]
             let grid = anchors.gridAnchors(level: level, height: f.shape[0], width: f.shape[1])

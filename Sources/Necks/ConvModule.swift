@@ -49,7 +49,7 @@ public struct ConvModule: Sendable {
         case let .pointwise(lin): y = lin(x, .bias, ctx)
         case let .spatial(conv): y = conv(x, ctx)
         }
-        if relu { reluInPlace(&y) }
+        if relu { reluInPlace(&y, ctx) }
         return y
     }
 }

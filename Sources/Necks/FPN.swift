@@ -98,7 +98,7 @@ public struct FPN: Sendable {
                 default: src = outs[outs.count - 1]
                 }
                 for (j, conv) in extras.enumerated() {
-                    if j > 0 && config.reluBeforeExtraConvs { reluInPlace(&src) }
+                    if j > 0 && config.reluBeforeExtraConvs { reluInPlace(&src, ctx) }
                     let y = conv(src, ctx)
                     outs.append(y)
                     src = y

@@ -22,3 +22,16 @@ public func biasGELURows(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
         uf_bias_gelu_rows(c, rows, cols, nil)
     }
 }
+
+/// max(x, 0) in place (vectorised C loop; over the context's threads for large tensors).
+public func reluInPlace(_ t: inout Tensor, _ ctx: ComputeContext? = nil) {
+    t.data.withUnsafeMutableBufferPointer { p in
+        guard let start = p.baseAddress, p.count > 0 else { return }
+        let base = SharedPointer(start)
+        if let ctx, p.count >= 1 << 17 {
+            parallelFor(p.count, ctx, minChunk: 1 << 16) { r in uf_relu(base.base + r.lowerBound, r.count) }
+        } else {
+            uf_relu(base.base, p.count)
+        }
+    }
+}

@@ -130,13 +130,6 @@ public func concatChannels(_ parts: [Tensor], _ ctx: ComputeContext) -> Tensor {
     }
 }
 
-/// max(x, 0) in place.
-public func reluInPlace(_ t: inout Tensor) {
-    t.data.withUnsafeMutableBufferPointer { p in
-        for i in 0..<p.count where p[i] < 0 { p[i] = 0 }
-    }
-}
-
 /// a += b element-wise (same shape).
 public func addInPlace(_ a: inout Tensor, _ b: Tensor) {
     precondition(a.shape == b.shape, "add: \(a.shape) vs \(b.shape)")

@@ -69,6 +69,20 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
 @Suite struct TensorCoreKernels {
     let ctx = ComputeContext(threads: 2)
 
+    @Test(arguments: [0, 1, 17, 300_001])
+    func reluMatchesNaive(_ n: Int) {
+        // the large case runs split across both threads; NaN and -0 pass through as max(x, 0) on x < 0 only
+        var rng = TestRNG(state: UInt64(n + 5))
+        var data = (0..<n).map { _ in rng.next() }
+        if n > 2 { data[1] = .nan; data[2] = -0.0 }
+        var t = Tensor(shape: [n], data: data)
+        reluInPlace(&t, ctx)
+        for i in 0..<n {
+            let x = data[i], y = t.data[i]
+            if x.isNaN { #expect(y.isNaN) } else { #expect(y.bitPattern == (x < 0 ? Float(0) : x).bitPattern, "\(i): \(x) → \(y)") }
+        }
+    }
+
     @Test(arguments: [(4, 0, 4), (2, 0, 2), (3, 1, 2), (3, 1, 1)])
     func conv2dMatchesNaive(_ k: Int, _ pad: Int, _ stride: Int) {
         var rng = TestRNG(state: UInt64(k * 100 + pad * 10 + stride))

@@ -12,6 +12,8 @@ void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols);
 
 /// p[r, j] = gelu(p[r, j] + bias[j]) for a row-major [rows, cols] block; bias may be NULL.
 /// GELU is the exact form ½x(1 + erf(x/√2)) with erf to 1.5e-7 absolute.
+/// p[i] = max(p[i], 0) for i < n (NaN kept).
+void uf_relu(float *p, ptrdiff_t n);
 void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bias);
 
 /// Depthwise k×k convolution (stride 1, padding k/2) of output rows [y0, y1): x, y [h, w, c]
