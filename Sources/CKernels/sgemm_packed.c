@@ -39,9 +39,10 @@ void uf_sgemm_pack(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, ptrd
     }
 }
 
-// Rows of A per block: the block should sit in L2 (≤ 256 KB) while all B panels sweep it.
+// Rows of A per block: the block should sit in L2 (≤ 512 KB: half of Zen 4's L2, a quarter of Sapphire
+// Rapids') while all B panels sweep it; every extra block streams all of B again.
 static ptrdiff_t row_block(ptrdiff_t k) {
-    ptrdiff_t mc = (ptrdiff_t)(262144 / ((size_t)(k > 0 ? k : 1) * sizeof(float))) / MR * MR;
+    ptrdiff_t mc = (ptrdiff_t)(524288 / ((size_t)(k > 0 ? k : 1) * sizeof(float))) / MR * MR;
     return mc < MR ? MR : (mc > 40 * MR ? 40 * MR : mc);
 }
 
