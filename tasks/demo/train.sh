@@ -11,9 +11,11 @@
 #      committed run): 1500 iterations on the first 1600 training images, then 1000 more on all 3000
 #      (two warm restarts) -> configs/demo-shapes-det.json, Sources/UniFormer/Resources/demo-shapes-det.safetensors;
 #      then tasks/demo/check_det.py (PyTorch vs `uniformer detect` on the fixtures)
-#   3. seg: tasks/demo/train_seg.py in the mmseg venv, its backbone started from the detector's
-#      (a segmentation backbone trained from scratch learns which shape a pixel belongs to far
-#      more slowly) -> configs/demo-shapes-seg.json, Sources/UniFormer/Resources/demo-shapes-seg.safetensors;
+#   3. seg: tasks/demo/train_seg.py in the mmseg venv, in two runs (the schedule of the committed
+#      weights): 2400 iterations at scale 384, the backbone started from the detector's (a segmentation
+#      backbone trained from scratch learns which shape a pixel belongs to far more slowly), then 1000
+#      iterations of the whole model at scale 640 (finer masks: thin rings and star tips)
+#      -> configs/demo-shapes-seg.json, Sources/UniFormer/Resources/demo-shapes-seg.safetensors;
 #      then tasks/demo/check_seg.py (PyTorch vs `uniformer segment`)
 #   The checks need the Swift toolchain (SKIP_CHECK=1 skips them).
 #
@@ -53,8 +55,10 @@ fi
 
 if [[ "$what" == seg || "$what" == all ]]; then
     bash tasks/reference/mmseg_env.sh
-    tasks/reference/.venv/bin/python tasks/demo/train_seg.py --train "$train_dir" --val "$val_dir" \
-        --init-backbone Sources/UniFormer/Resources/demo-shapes-det.safetensors
+    seg=(tasks/reference/.venv/bin/python tasks/demo/train_seg.py --train "$train_dir" --val "$val_dir")
+    "${seg[@]}" --iters 2400 --init-backbone Sources/UniFormer/Resources/demo-shapes-det.safetensors
+    "${seg[@]}" --iters 1000 --scale 640 --ratio 0.6 1.2 --lr 3e-4 --warmup 50 --work /tmp/train_seg_640 \
+        --init-model Sources/UniFormer/Resources/demo-shapes-seg.safetensors
     if [[ "${SKIP_CHECK:-0}" != 1 ]]; then
         swift build -c release
         tasks/reference/.venv/bin/python tasks/demo/check_seg.py
