@@ -39,6 +39,17 @@ public final class PackedF32: @unchecked Sendable {
         }
     }
 
+    /// The inverse of `linearWeight` (exact: packing only moves values): W[o, i] = B(i, o).
+    public func unpackedLinearWeight() -> Tensor {
+        let nr = packedPanelColumns, k = self.k, n = self.n, src = data
+        return Tensor(uninitialized: [n, k]) { w in
+            for o in 0..<n {
+                let panel = src + (o / nr) * k * nr + o % nr
+                for i in 0..<k { w[o * k + i] = panel[i * nr] }
+            }
+        }
+    }
+
     deinit { data.deallocate() }
 }
 

@@ -4,24 +4,26 @@
 import Foundation
 
 public struct Linear: Sendable {
-    public let weight: Tensor   // [out, in]
+    /// The weight [out, in] (PyTorch layout). After the first fp32 call on an AVX-512 CPU only the
+    /// packed panels are kept, and this unpacks them (exactly) on each use — for folding and bf16
+    /// packing, not for products.
+    public var weight: Tensor { store.tensor }
     public let bias: [Float]?   // [out]
+    let store: LinearWeightStore
     /// The weight packed for bf16 products, made on the first bf16 call.
     let bf16Weight = PackedCache<PackedBF16>()
-    /// The weight packed for the fp32 AVX-512 kernel, made on the first fp32 call on such a CPU.
-    let f32Weight = PackedCache<PackedF32>()
 
     /// Whether fp32 products use the pre-packed AVX-512 kernel (else OpenBLAS sgemm). The environment
     /// variable UNIFORMER_LINEAR_SGEMM=1 forces sgemm, for A/B benchmarks.
     static let packedF32 = PackedF32.available && ProcessInfo.processInfo.environment["UNIFORMER_LINEAR_SGEMM"] != "1"
 
-    public var inFeatures: Int { weight.shape[1] }
-    public var outFeatures: Int { weight.shape[0] }
+    public var inFeatures: Int { store.shape[1] }
+    public var outFeatures: Int { store.shape[0] }
 
     public init(weight: Tensor, bias: [Float]?) {
         precondition(weight.rank == 2, "Linear: weight must be [out, in], got \(weight.shape)")
         precondition(bias == nil || bias!.count == weight.shape[0], "Linear: bias \(bias!.count) vs weight \(weight.shape)")
-        self.weight = weight
+        self.store = LinearWeightStore(weight)
         self.bias = bias
     }
 
@@ -36,7 +38,7 @@ public struct Linear: Sendable {
     /// y = x · Wᵀ + b (or gelu(x · Wᵀ + b)), for x [N, in] → [N, out].
     public func callAsFunction(_ x: Tensor, _ epilogue: Epilogue = .bias, _ ctx: ComputeContext) -> Tensor {
         let n = x.count / inFeatures
-        precondition(x.count == n * inFeatures, "Linear: input \(x.shape) vs weight \(weight.shape)")
+        precondition(x.count == n * inFeatures, "Linear: input \(x.shape) vs weight \(store.shape)")
         var shape = x.shape
         shape[shape.count - 1] = outFeatures
         let o = outFeatures, b = bias
@@ -54,7 +56,7 @@ public struct Linear: Sendable {
                 return
             }
             if Linear.packedF32 {
-                let packed = f32Weight.get { PackedF32.linearWeight(weight) }
+                let packed = store.packedF32()
                 var gelu: (@Sendable (UnsafeMutablePointer<Float>, Int) -> Void)? = nil
                 if epilogue == .biasGELU { gelu = { c, rows in biasGELURows(c, rows: rows, cols: o, bias: nil) } }
                 x.data.withUnsafeBufferPointer { xp in
@@ -92,7 +94,7 @@ public struct Linear: Sendable {
                 return
             }
             if Linear.packedF32 {
-                let packed = f32Weight.get { PackedF32.linearWeight(weight) }
+                let packed = store.packedF32()
                 x.data.withUnsafeBufferPointer { xp in
                     gemmRowsPacked(m: n, a: xp.baseAddress!, lda: inFeatures, b: packed, c: rp.baseAddress!, ldc: outFeatures,
                                    bias: b, accumulate: true, ctx)
@@ -143,6 +145,36 @@ public struct Linear: Sendable {
         for r in 0..<o { for c in 0..<i { w[r * i + c] *= gamma[r] } }
         let b = bias.map { b in (0..<o).map { b[$0] * gamma[$0] } }
         return Linear(weight: Tensor(shape: weight.shape, data: w), bias: b)
+    }
+}
+
+/// A Linear layer's weight: the [out, in] tensor as loaded until the fp32 AVX-512 kernel first
+/// needs it packed, then the packed panels alone (one copy of the weights in memory, not two).
+/// Shared by copies of the Linear; thread-safe.
+final class LinearWeightStore: @unchecked Sendable {
+    let shape: [Int]
+    private var plain: Tensor?
+    private var packed: PackedF32?
+    private let lock = NSLock()
+
+    init(_ weight: Tensor) {
+        shape = weight.shape
+        plain = weight
+    }
+
+    /// The panels for the packed fp32 kernel; made on first use, after which the plain tensor is dropped.
+    func packedF32() -> PackedF32 {
+        lock.lock(); defer { lock.unlock() }
+        if let packed { return packed }
+        let p = PackedF32.linearWeight(plain!)
+        packed = p
+        plain = nil
+        return p
+    }
+
+    var tensor: Tensor {
+        lock.lock(); defer { lock.unlock() }
+        return plain ?? packed!.unpackedLinearWeight()
     }
 }
 

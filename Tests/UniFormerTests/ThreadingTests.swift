@@ -84,6 +84,23 @@ import Testing
             #expect(close(residual.data, zip(start.data, want).map { Double($0) + $1 }), "accumulate, \(threads) threads")
         }
     }
+
+    /// After an fp32 call the Linear keeps only its packed panels: `weight` unpacks them to exactly
+    /// the weights it was given, and bf16 packing and folding still start from those.
+    @Test func linearWeightSurvivesPacking() {
+        var rng = TestRNG(state: 99)
+        let w = rng.tensor([45, 37]), bias = (0..<45).map { _ in rng.next() }
+        let lin = Linear(weight: w, bias: bias), x = rng.tensor([13, 37])
+        let ctx = ComputeContext(threads: 2)
+        let before = lin(x, .bias, ctx)
+        #expect(lin.weight == w)
+        #expect(lin(x, .bias, ctx) == before)
+        let bf16 = ComputeContext(threads: 2, precision: .bf16)
+        let fresh = Linear(weight: w, bias: bias)
+        #expect(lin(x, .bias, bf16) == fresh(x, .bias, bf16))
+        let scale = (0..<37).map { _ in rng.next() }, shift = (0..<37).map { _ in rng.next() }
+        #expect(lin.foldingInputAffine(scale: scale, shift: shift).weight == fresh.foldingInputAffine(scale: scale, shift: shift).weight)
+    }
 }
 
 /// An Int32 pointer that may cross into parallel chunks (disjoint writes).
