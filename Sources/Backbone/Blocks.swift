@@ -38,16 +38,15 @@ struct MLP: Sendable {
     let fc1: Linear
     let fc2: Linear
 
-    /// residual += fc2(gelu(fc1(x))). The hidden activations are computed before the residual is
-    /// written, so x may be the residual itself (as it is in CBlock) without a copy.
+    /// residual += fc2(gelu(fc1(x))) (x and residual distinct tensors).
+    /// Fused by row blocks where the weights fit in L2 (TensorCore/FusedMLP.swift).
     func accumulate(_ x: Tensor, into residual: inout Tensor, _ ctx: ComputeContext) {
-        let h = hidden(x, ctx)
-        fc2.accumulate(h, into: &residual, ctx)    // residual += fc2(h)
+        Linear.mlpAccumulate(x, fc1: fc1, fc2: fc2, into: &residual, ctx)
     }
 
-    /// gelu(fc1(x)) [N, hidden], bias and GELU fused after the GEMM.
-    func hidden(_ x: Tensor, _ ctx: ComputeContext) -> Tensor {
-        fc1(x, .biasGELU, ctx)
+    /// x += fc2(gelu(fc1(x))), x being the residual itself.
+    func accumulateInPlace(_ x: inout Tensor, _ ctx: ComputeContext) {
+        Linear.mlpAccumulateInPlace(&x, fc1: fc1, fc2: fc2, ctx)
     }
 }
 
@@ -81,8 +80,7 @@ struct CBlock: Sendable {
         var x = posEmbed(input, residual: true, ctx)   // x + pos_embed(x)
         let t = attn(conv1(x, .bias, ctx), ctx)        // attn(conv1(norm1(x)))  [H, W, C]
         conv2.accumulate(t, into: &x, ctx)             // x += conv2(…)
-        let h = mlp.hidden(x, ctx)                     // norm2 is folded into mlp.fc1
-        mlp.fc2.accumulate(h, into: &x, ctx)           // x += mlp(norm2(x))
+        mlp.accumulateInPlace(&x, ctx)                 // x += mlp(norm2(x)); norm2 is folded into mlp.fc1
         return x
     }
 }

@@ -85,6 +85,34 @@ import Testing
         }
     }
 
+    /// The fused MLP (row blocks: fc1 → GELU → fc2 into the residual) against the two products,
+    /// into a separate residual and in place, on row counts that leave a short last block; and a
+    /// case too small to fuse (falls back to the two products).
+    @Test(arguments: [(1100, 64, 256), (3001, 40, 96), (700, 24, 100), (30, 16, 64)])
+    func fusedMLPMatchesTwoProducts(_ n: Int, _ c: Int, _ hidden: Int) {
+        var rng = TestRNG(state: UInt64(n + c + hidden))
+        let fc1 = Linear(weight: rng.tensor([hidden, c]), bias: (0..<hidden).map { _ in rng.next() })
+        let fc2 = Linear(weight: rng.tensor([c, hidden]), bias: (0..<c).map { _ in rng.next() })
+        let x = rng.tensor([n, c]), start = rng.tensor([n, c])
+        let ctx = ComputeContext(threads: 2)
+        var want = start
+        fc2.accumulate(fc1(x, .biasGELU, ctx), into: &want, ctx)
+        var inPlaceWant = x
+        fc2.accumulate(fc1(x, .biasGELU, ctx), into: &inPlaceWant, ctx)
+        var profiled = ctx
+        profiled.profiler = Profiler()
+        var got = start
+        Linear.mlpAccumulate(x, fc1: fc1, fc2: fc2, into: &got, profiled)
+        var inPlace = x
+        Linear.mlpAccumulateInPlace(&inPlace, fc1: fc1, fc2: fc2, profiled)
+        // the first two shapes are big enough to fuse (the profile names the fused op "mlp"), the others not
+        #expect(profiled.profiler!.report.contains { $0.kind == "mlp" && $0.calls == 2 } == (n >= 1000 && PackedF32.available))
+        let scale = want.data.map { abs($0) }.max()!
+        #expect(maxAbsDiff(got.data, want.data) <= 1e-6 * scale)
+        #expect(maxAbsDiff(inPlace.data, inPlaceWant.data) <= 1e-6 * scale)
+        #expect(maxAbsDiff(got.data, start.data) > 1e-3 * scale)   // it did add something
+    }
+
     /// After an fp32 call the Linear keeps only its packed panels: `weight` unpacks them to exactly
     /// the weights it was given, and bf16 packing and folding still start from those.
     @Test func linearWeightSurvivesPacking() {
