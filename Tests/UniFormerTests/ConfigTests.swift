@@ -81,7 +81,8 @@ func configError(_ text: String) -> String? {
             if n.hasPrefix("demo-") {
                 // the bundled demo models: their own classes and scale, weights found without --weights
                 #expect(m.weightsName != nil && m.palette != nil && (m.classes?.count ?? 0) >= 5, "\(n)")
-                #expect(m.data.scale?.0 == 384 && m.data.scale?.1 == 384, "\(n)")
+                let side = m.kind == .segmentation ? 640 : 384   // the segmentation model is fine-tuned at 640
+                #expect(m.data.scale?.0 == side && m.data.scale?.1 == side, "\(n)")
                 if m.kind == .segmentation { _ = try SegmentorConfig(m.model) } else { _ = try DetectorConfig(m.model) }
                 continue
             }
