@@ -81,6 +81,7 @@ import warnings
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tasks", "reference"))
+sys.path.insert(0, HERE)
 
 try:
     import mmcv_ops_stub
@@ -94,6 +95,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+import cpu_training  # noqa: E402
 from PIL import Image  # noqa: E402
 from mmengine.config import ConfigDict  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
@@ -343,6 +345,9 @@ def main():
     ap.add_argument("--bg-weight", type=float, default=1.0, help="cross-entropy weight of the background class")
     ap.add_argument("--fp32", dest="bf16", action="store_false",
                     help="plain float32 (default: forward/backward under torch.autocast(cpu, bfloat16), master weights float32)")
+    ap.add_argument("--nchw", action="store_true",
+                    help="NCHW tensors and bf16 depthwise convolutions (default: channels-last, depthwise in "
+                         "float32; tasks/demo/cpu_training.py)")
     ap.add_argument("--init-backbone", default=None,
                     help="start the backbone from the backbone.* tensors of this safetensors file")
     ap.add_argument("--init-model", default=None,
@@ -375,6 +380,10 @@ def main():
             model.load_state_dict(load_safetensors(a.init_model), strict=True)
         print(f"model from {a.init_model}", flush=True)
     aux = MODELS.build(ConfigDict(copy.deepcopy(AUX_HEAD))) if a.aux > 0 else None
+    if not a.nchw:
+        cpu_training.prepare_for_cpu_training(model)
+        if aux is not None:
+            cpu_training.prepare_for_cpu_training(aux)
     n_params = sum(p.numel() for p in model.parameters())
     trained = list(model.named_parameters()) + (list(aux.named_parameters()) if aux else [])
     decay = [p for n, p in trained if p.ndim > 1]
@@ -418,6 +427,8 @@ def main():
             aux.train()
         idx = next(sampler)
         x, y = collate([train_sample(train_items[i], rng, a.crop, tuple(a.ratio)) for i in idx])
+        if not a.nchw:
+            x = x.contiguous(memory_format=torch.channels_last)
         for g in opt.param_groups:
             g["lr"] = lr_at(it)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
