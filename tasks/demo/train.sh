@@ -8,7 +8,7 @@
 #      the held-out fixtures Tests/UniFormerTests/Fixtures/demo (test split, 10 images) and the
 #      README picture tasks/demo/shapes-example.png — committed, byte-identical on a rerun
 #   2. det: tasks/demo/train_det.py in the mmdet venv, from scratch, its defaults (the recipe of the
-#      committed run: 2200 iterations of batch 4 on the 3000 training images, one cosine)
+#      committed run: 1500 iterations of batch 4 on the 3000 training images, one cosine)
 #      -> configs/demo-shapes-det.json, Sources/UniFormer/Resources/demo-shapes-det.safetensors;
 #      then tasks/demo/check_det.py (PyTorch vs `uniformer detect` on the fixtures)
 #   3. seg: tasks/demo/train_seg.py in the mmseg venv, in two runs (the schedule of the committed

@@ -216,7 +216,7 @@ class _RoIAlignFn(torch.autograd.Function):
     def forward(ctx, x, rois, out_hw, scale):
         import torchvision
         ctx.save_for_backward(rois)
-        ctx.shape, ctx.out_hw, ctx.scale = x.shape, out_hw, scale
+        ctx.shape, ctx.dtype, ctx.out_hw, ctx.scale = x.shape, x.dtype, out_hw, scale
         return torchvision.ops.roi_align(x, rois, out_hw, scale, 0, True)
 
     @staticmethod
@@ -228,7 +228,7 @@ class _RoIAlignFn(torch.autograd.Function):
         x2, y2 = rois[:, 3] * ctx.scale - 0.5, rois[:, 4] * ctx.scale - 0.5
         wy = _axis_weights(y1, y2 - y1, ph, h)              # [R, ph, H]
         wx = _axis_weights(x1, x2 - x1, pw, w)              # [R, pw, W]
-        grad = grad.contiguous()
+        grad = grad.float().contiguous()         # (bf16 when the features were, under autocast)
         out = grad.new_zeros(n_img, c, h, w)
         which = rois[:, 0].long()
         for n in range(n_img):
@@ -239,7 +239,7 @@ class _RoIAlignFn(torch.autograd.Function):
             t = torch.bmm(grad[idx].view(k, c * ph, pw), wx[idx])                 # [k, C*ph, W]
             t = t.view(k, c, ph, w).permute(0, 2, 1, 3).reshape(k * ph, c * w)    # [(k ph), (C W)]
             out[n] = (wy[idx].reshape(k * ph, h).t() @ t).view(h, c, w).permute(1, 0, 2)
-        return out, None, None, None
+        return out.to(ctx.dtype), None, None, None
 
 
 def speed_up_training(model: torch.nn.Module) -> torch.nn.Module:
@@ -551,7 +551,7 @@ def main() -> None:
     ap.add_argument("--val-dir", default="/tmp/shapes-val")
     ap.add_argument("--train-count", type=int, default=3000)
     ap.add_argument("--val-count", type=int, default=200)
-    ap.add_argument("--iters", type=int, default=2200)
+    ap.add_argument("--iters", type=int, default=1500)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--warmup", type=int, default=150)
