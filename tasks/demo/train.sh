@@ -7,15 +7,17 @@
 #      /tmp/shapes-train (3000 images) — not committed;
 #      the held-out fixtures Tests/UniFormerTests/Fixtures/demo (test split, 10 images) and the
 #      README picture tasks/demo/shapes-example.png — committed, byte-identical on a rerun
-#   2. det: tasks/demo/train_det.py in the mmdet venv, from scratch, its defaults (the recipe of the
-#      committed run: 1500 iterations of batch 4 on the 3000 training images, one cosine)
+#   2. det: tasks/demo/train_det.py in the mmdet venv, from scratch, in two steps (the schedule of the
+#      committed run): 1500 iterations on the first 1600 training images, then 1000 more on all 3000
+#      (two warm restarts), float32 as that run was (--fp32: no bf16 autocast)
 #      -> configs/demo-shapes-det.json, Sources/UniFormer/Resources/demo-shapes-det.safetensors;
 #      then tasks/demo/check_det.py (PyTorch vs `uniformer detect` on the fixtures)
 #   3. seg: tasks/demo/train_seg.py in the mmseg venv, in two runs (the schedule of the committed
 #      weights): 2400 iterations at scale 384, the backbone started from the detector's (a segmentation
 #      backbone trained from scratch learns which shape a pixel belongs to far more slowly), then 1000
 #      iterations of the whole model at scale 640 (finer masks: thin rings and star tips)
-#      -> configs/demo-shapes-seg.json, Sources/UniFormer/Resources/demo-shapes-seg.safetensors;
+#      -> configs/demo-shapes-seg.json, Sources/UniFormer/Resources/demo-shapes-seg.safetensors
+#      (--nchw: NCHW tensors and bf16 depthwise convolutions, as the committed run);
 #      then tasks/demo/check_seg.py (PyTorch vs `uniformer segment`)
 #   The checks need the Swift toolchain (SKIP_CHECK=1 skips them).
 #
@@ -44,7 +46,9 @@ python3 tasks/demo/shapes.py --example tasks/demo/shapes-example.png
 
 if [[ "$what" == det || "$what" == all ]]; then
     bash tasks/reference/mmdet_env.sh
-    tasks/reference/.venv-mmdet/bin/python tasks/demo/train_det.py --train-dir "$train_dir" --val-dir "$val_dir" --no-generate
+    det=(tasks/reference/.venv-mmdet/bin/python tasks/demo/train_det.py --train-dir "$train_dir" --val-dir "$val_dir" --no-generate)
+    "${det[@]}" --train-count 1600 --iters 1000 --restart-iters 250 --restart-cycles 2 --fp32 --no-export
+    "${det[@]}" --train-count 3000 --iters 1000 --restart-iters 500 --restart-cycles 3 --fp32 --resume
     if [[ "${SKIP_CHECK:-0}" != 1 ]]; then
         swift build -c release
         tasks/reference/.venv-mmdet/bin/python tasks/demo/check_det.py
@@ -54,8 +58,8 @@ fi
 if [[ "$what" == seg || "$what" == all ]]; then
     bash tasks/reference/mmseg_env.sh
     seg=(tasks/reference/.venv/bin/python tasks/demo/train_seg.py --train "$train_dir" --val "$val_dir")
-    "${seg[@]}" --iters 2400 --init-backbone Sources/UniFormer/Resources/demo-shapes-det.safetensors
-    "${seg[@]}" --iters 1000 --scale 640 --ratio 0.6 1.2 --lr 3e-4 --warmup 50 --work /tmp/train_seg_640 \
+    "${seg[@]}" --iters 2400 --nchw --init-backbone Sources/UniFormer/Resources/demo-shapes-det.safetensors
+    "${seg[@]}" --iters 1000 --scale 640 --ratio 0.6 1.2 --lr 3e-4 --warmup 50 --nchw --work /tmp/train_seg_640 \
         --init-model Sources/UniFormer/Resources/demo-shapes-seg.safetensors
     if [[ "${SKIP_CHECK:-0}" != 1 ]]; then
         swift build -c release
