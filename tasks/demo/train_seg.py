@@ -38,7 +38,8 @@ Recipe of the committed weights (tasks/demo/train.sh runs it: two invocations of
      by 0.5..1.25 then random 256x256 crops, AdamW lr 5e-4 / wd 0.02, 100 warmup iterations, cosine;
      an auxiliary FCNHead on stage 3 (loss weight 0.4, as upstream's UPerNet configs; training only,
      not exported); forward and backward under torch.autocast(cpu, bfloat16) with float32 master
-     weights; seed 0. Exports the model at test scale 384.
+     weights, NCHW tensors (--nchw since the default became channels-last with float32 depthwise
+     convolutions, tasks/demo/cpu_training.py); seed 0. Exports the model at test scale 384.
   2. --iters 1000 --scale 640 --ratio 0.6 1.2 --lr 3e-4 --warmup 50 --init-model <the file of step 1>:
      the whole model fine-tuned with objects 1.67x larger (the 640 bound scaled by 0.6..1.2, still
      256x256 crops) and exported at test scale 640. At stride 4 a ring a few pixels thick is one or
