@@ -11,12 +11,11 @@
 #      3000 training images, one cosine (bf16 autocast, channels-last; ~44 min on 2 cores)
 #      -> configs/demo-shapes-det.json, Sources/UniFormer/Resources/demo-shapes-det.safetensors;
 #      then tasks/demo/check_det.py (PyTorch vs `uniformer detect` on the fixtures)
-#   3. seg: tasks/demo/train_seg.py in the mmseg venv, in two runs (the schedule of the committed
-#      weights): 2400 iterations at scale 384, the backbone started from the detector's (a segmentation
-#      backbone trained from scratch learns which shape a pixel belongs to far more slowly), then 1000
-#      iterations of the whole model at scale 640 (finer masks: thin rings and star tips)
-#      -> configs/demo-shapes-seg.json, Sources/UniFormer/Resources/demo-shapes-seg.safetensors
-#      (--nchw: NCHW tensors and bf16 depthwise convolutions, as the committed run);
+#   3. seg: tasks/demo/train_seg.py in the mmseg venv, in two runs: 1600 iterations at scale 384, the
+#      backbone started from the detector's (a segmentation backbone trained from scratch learns which
+#      shape a pixel belongs to far more slowly), then 1000 iterations of the whole model at scale 640
+#      (finer masks: thin rings and star tips); bf16 autocast, channels-last; ~33 min on 2 cores
+#      -> configs/demo-shapes-seg.json, Sources/UniFormer/Resources/demo-shapes-seg.safetensors;
 #      then tasks/demo/check_seg.py (PyTorch vs `uniformer segment`)
 #   The checks need the Swift toolchain (SKIP_CHECK=1 skips them).
 #
@@ -56,8 +55,8 @@ fi
 if [[ "$what" == seg || "$what" == all ]]; then
     bash tasks/reference/mmseg_env.sh
     seg=(tasks/reference/.venv/bin/python tasks/demo/train_seg.py --train "$train_dir" --val "$val_dir")
-    "${seg[@]}" --iters 2400 --nchw --init-backbone Sources/UniFormer/Resources/demo-shapes-det.safetensors
-    "${seg[@]}" --iters 1000 --scale 640 --ratio 0.6 1.2 --lr 3e-4 --warmup 50 --nchw --work /tmp/train_seg_640 \
+    "${seg[@]}" --iters 1600 --init-backbone Sources/UniFormer/Resources/demo-shapes-det.safetensors
+    "${seg[@]}" --iters 1000 --scale 640 --ratio 0.6 1.2 --lr 3e-4 --warmup 50 --work /tmp/train_seg_640 \
         --init-model Sources/UniFormer/Resources/demo-shapes-seg.safetensors
     if [[ "${SKIP_CHECK:-0}" != 1 ]]; then
         swift build -c release
