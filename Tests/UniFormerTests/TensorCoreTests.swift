@@ -199,7 +199,7 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
 /// The packed-operand fp32 kernel (attention's products) against a naive double loop, odd shapes,
 /// strided and scaled B, bias and accumulation, C's columns beyond n untouched.
 @Suite struct PackedSgemm {
-    @Test(arguments: [(1, 1, 1), (11, 33, 7), (12, 32, 64), (25, 70, 100), (130, 64, 257), (37, 1000, 64), (30, 45, 1000), (200, 40, 769), (5, 17, 9), (52, 33, 40)])
+    @Test(arguments: [(1, 1, 1), (11, 33, 7), (12, 32, 64), (25, 70, 100), (130, 64, 257), (37, 1000, 64), (30, 45, 1000), (200, 40, 769), (5, 17, 9), (52, 33, 40), (29, 70, 5000), (13, 40, 12544), (300, 37, 4999)])
     func matchesNaiveTwin(_ m: Int, _ n: Int, _ k: Int) throws {
         guard PackedF32.available else { print("no AVX-512: the packed kernel is not used here"); return }
         var rng = TestRNG(state: UInt64(m * 7919 + n * 31 + k))
