@@ -109,7 +109,7 @@ public struct FCNMaskHead: Sendable {
             var maps = [Float](repeating: 0, count: m * side * side)
             let w = logits.weight.data, b = logits.bias ?? [Float](repeating: 0, count: k)
             let classes = Array(channels[first..<(first + m)])
-            maps.withUnsafeMutableBufferPointer { mp in
+            ctx.timed("mask logits") { maps.withUnsafeMutableBufferPointer { mp in
                 let mOut = SharedPointer(mp.baseAddress!)
                 d.data.withUnsafeBufferPointer { dp in
                     let dIn = SharedConstPointer(dp.baseAddress!)
@@ -131,7 +131,7 @@ public struct FCNMaskHead: Sendable {
                         }
                     }
                 }
-            }
+            } }
             for i in 0..<m { out[first + i] = Array(maps[(i * side * side)..<((i + 1) * side * side)]) }
             first += m
         }

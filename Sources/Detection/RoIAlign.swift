@@ -32,7 +32,7 @@ public struct RoIAlign: Sendable {
         let c = maps[0].shape[2], o = outputSize
         let per = o * o * c
         let levels = boxes.map(level(of:))
-        return Tensor(uninitialized: [boxes.count, channelsFirst ? c : o, o, channelsFirst ? o : c]) { out in
+        return ctx.timed("roi align") { Tensor(uninitialized: [boxes.count, channelsFirst ? c : o, o, channelsFirst ? o : c]) { out in
             let dst = SharedPointer(out.baseAddress!)
             parallelFor(boxes.count, ctx) { range in
                 var acc = [Float](repeating: 0, count: c)
@@ -45,7 +45,7 @@ public struct RoIAlign: Sendable {
                     }
                 }
             }
-        }
+        } }
     }
 
     func pool(_ f: UnsafePointer<Float>, height h: Int, width w: Int, channels c: Int, box: SIMD4<Float>, scale: Float,

@@ -152,7 +152,7 @@ func attachAveragedMasks(_ dets: inout [Detection], feats: [Tensor], heads: [FCN
     // pasting is independent per detection (each writes its own full-image mask): both threads
     let n = Float(heads.count), maskSize = size, scale = meta.scaleFactor, sums = probs
     var masks = [[Bool]](repeating: [], count: dets.count)
-    masks.withUnsafeMutableBufferPointer { mp in
+    ctx.timed("paste masks") { masks.withUnsafeMutableBufferPointer { mp in
         let out = SharedMasks(mp.baseAddress!)
         parallelFor(dets.count, ctx) { range in
             for i in range {
@@ -161,7 +161,7 @@ func attachAveragedMasks(_ dets: inout [Detection], feats: [Tensor], heads: [FCN
                                         threshold: threshold)
             }
         }
-    }
+    } }
     for i in dets.indices { dets[i].mask = masks[i] }
 }
 
