@@ -149,24 +149,12 @@ func attachAveragedMasks(_ dets: inout [Detection], feats: [Tensor], heads: [FCN
             probs[i] = probs[i].isEmpty ? p : zip(probs[i], p).map { $0 + $1 }
         }
     }
-    // pasting is independent per detection (each writes its own full-image mask): both threads
-    let n = Float(heads.count), maskSize = size, scale = meta.scaleFactor, sums = probs
-    var masks = [[Bool]](repeating: [], count: dets.count)
-    ctx.timed("paste masks") { masks.withUnsafeMutableBufferPointer { mp in
-        let out = SharedMasks(mp.baseAddress!)
-        parallelFor(dets.count, ctx) { range in
-            for i in range {
-                let mean = heads.count == 1 ? sums[i] : sums[i].map { $0 / n }
-                out.base[i] = pasteMask(mean, size: maskSize, box: scaled[i] / scale, imageHeight: oh, imageWidth: ow,
-                                        threshold: threshold)
-            }
+    let n = Float(heads.count)
+    ctx.timed("paste masks") {
+        for i in dets.indices {
+            let mean = heads.count == 1 ? probs[i] : probs[i].map { $0 / n }
+            dets[i].mask = pasteMask(mean, size: size, box: scaled[i] / meta.scaleFactor, imageHeight: oh, imageWidth: ow,
+                                     threshold: threshold)
         }
-    } }
-    for i in dets.indices { dets[i].mask = masks[i] }
-}
-
-/// The masks array crossing into `parallelFor` chunks (each chunk writes its own indices).
-private struct SharedMasks: @unchecked Sendable {
-    let base: UnsafeMutablePointer<[Bool]>
-    init(_ base: UnsafeMutablePointer<[Bool]>) { self.base = base }
+    }
 }
