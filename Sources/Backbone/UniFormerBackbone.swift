@@ -73,7 +73,7 @@ public struct UniFormerBackbone: Sendable {
     func run(_ input: Tensor, attention: StageAttention?, _ ctx: ComputeContext, tap: (Int, Tensor) -> Void) {
         precondition(input.rank == 4 && input.shape[0] == 1 && input.shape[1] == 3, "UniFormer: input \(input.shape), want [1, 3, H, W]")
         let mode = attention ?? config.attention
-        var x = nchwToHWC(input)                                // [H, W, 3]
+        var x = nchwToHWC(input, ctx)                           // [H, W, 3]
         for s in 0..<4 {
             x = embeds[s](x, ctx)                               // [H_s, W_s, C_s]
             for (i, block) in stages[s].enumerated() {
@@ -89,7 +89,7 @@ public struct UniFormerBackbone: Sendable {
     /// The four pyramid levels, NCHW [1, C_i, H/2^(i+2), W/2^(i+2)] (floored), after norm1…norm4.
     /// `attention` overrides the stage-3 mode of the config (as upstream's w32/h32 test configs do).
     public func features(_ input: Tensor, attention: StageAttention? = nil, _ ctx: ComputeContext) -> [Tensor] {
-        featureMaps(input, attention: attention, ctx).map(hwcToNCHW)
+        featureMaps(input, attention: attention, ctx).map { hwcToNCHW($0, ctx) }
     }
 
     /// The same four levels channels-last, [H_i, W_i, C_i], as the necks and heads consume them.

@@ -132,3 +132,27 @@ void uf_depthwise_rows(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, in
         }
     }
 }
+
+// Tiles of 16 × 16: each tile's 16 source rows and 16 destination rows are 64-byte runs, so both
+// sides touch whole cache lines instead of one float per line on the strided side.
+void uf_transpose_rows(const float *src, ptrdiff_t rows, ptrdiff_t cols, float *dst, ptrdiff_t r0, ptrdiff_t r1) {
+    enum { T = 16 };
+    for (ptrdiff_t i0 = r0; i0 < r1; i0 += T) {
+        ptrdiff_t i1 = i0 + T < r1 ? i0 + T : r1;
+        for (ptrdiff_t j0 = 0; j0 < cols; j0 += T) {
+            ptrdiff_t j1 = j0 + T < cols ? j0 + T : cols;
+            for (ptrdiff_t j = j0; j < j1; j++)
+                for (ptrdiff_t i = i0; i < i1; i++) dst[j * rows + i] = src[i * cols + j];
+        }
+    }
+}
+
+// glibc's defaults return freed blocks above a few MB to the kernel (munmap, or a trimmed heap top),
+// so every forward pass faulted its activations in again: ~6900 page faults (28 MB zeroed by the
+// kernel) per pass of a UniFormer-S backbone at 512², measured with `perf stat -e page-faults`.
+// A 32 MB mmap threshold (glibc's ceiling) and no trimming keep them in the heap for reuse: ~210.
+#include <malloc.h>
+void uf_retain_freed_memory(void) {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}

@@ -1,4 +1,5 @@
-//! ComputeContext: how many threads the engine may use, and the one place that tells OpenBLAS.
+//! ComputeContext: how many threads the engine may use, and the one place that tells OpenBLAS
+//! (and glibc's allocator, to keep freed activations for reuse).
 //!
 //! Threading follows ggml: every loop, GEMMs included, splits its outer dimension into
 //! `[ith, nth)` chunks on our own threads (SpinPool's workers, Dispatch when they are busy). OpenBLAS is set to one thread, so each chunk's
@@ -6,6 +7,7 @@
 //! beside ours (DESIGN.md: call sgemm single-threaded from your own parallel loop, never both).
 
 import CBLAS
+import CKernels
 import Dispatch
 import Foundation
 
@@ -27,8 +29,12 @@ public struct ComputeContext: Sendable {
         bf16 = precision == .bf16 ? BF16Kernel.available : nil
         self.precision = bf16 == nil ? .fp32 : .bf16
         openblas_set_num_threads(1)
+        _ = retainFreedMemory
     }
 }
+
+/// Once per process: freed activations stay in the heap for the next pass (uf_retain_freed_memory).
+private let retainFreedMemory: Void = uf_retain_freed_memory()
 
 /// Runs `body` over `count` items split into at most `ctx.threads` contiguous chunks.
 /// Disjoint-write contract: each chunk writes only the outputs of its own index range.

@@ -69,7 +69,7 @@ public final class Segmenter: Sendable {
     /// Logits at the original image size [1, K, H, W] (NCHW), as mmseg's `seg_logit` with rescale.
     public func originalSizeLogits(_ result: SegmentationResult) -> Tensor {
         hwcToNCHW(resizeBilinear(result.inputLogits, height: result.height, width: result.width,
-                                 alignCorners: segmentor.config.alignCorners, context))
+                                 alignCorners: segmentor.config.alignCorners, context), context)
     }
 }
 

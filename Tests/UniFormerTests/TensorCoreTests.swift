@@ -194,6 +194,21 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
         } }
         #expect(maxAbsDiff(got.data, want) < 1e-5)
     }
+
+    @Test(arguments: [(1, 1, 1), (3, 5, 7), (17, 16, 33), (67, 71, 29), (128, 128, 64)])
+    func layoutChangesMatchIndexing(_ h: Int, _ w: Int, _ c: Int) {
+        // (67, 71, 29) and (128, 128, 64) are above the 64 K floats where the tiles split across threads
+        var rng = TestRNG(state: UInt64(h * 1000 + w * 10 + c))
+        let hwc = rng.tensor([h, w, c])
+        let nchw = hwcToNCHW(hwc, ctx)
+        #expect(nchw.shape == [1, c, h, w])
+        var want = [Float](repeating: .nan, count: h * w * c)
+        for y in 0..<h { for x in 0..<w { for ch in 0..<c { want[(ch * h + y) * w + x] = hwc.data[(y * w + x) * c + ch] } } }
+        #expect(nchw.data == want)
+        #expect(hwcToNCHW(hwc).data == want)                 // without a context: one thread
+        let back = nchwToHWC(nchw, ctx)
+        #expect(back.shape == [h, w, c] && back.data == hwc.data)
+    }
 }
 
 /// The packed-operand fp32 kernel (attention's products) against a naive double loop, odd shapes,

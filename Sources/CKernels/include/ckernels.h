@@ -21,6 +21,14 @@ void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bi
 void uf_depthwise_rows(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int k, const float *wt,
                        const float *bias, int residual, float *y, ptrdiff_t y0, ptrdiff_t y1);
 
+/// dst[j, i] = src[i, j] for source rows i ∈ [r0, r1): src [rows, cols] → dst [cols, rows], both
+/// row-major (a layout change [H·W, C] ↔ [C, H·W]); callers split [0, rows) across threads.
+void uf_transpose_rows(const float *src, ptrdiff_t rows, ptrdiff_t cols, float *dst, ptrdiff_t r0, ptrdiff_t r1);
+
+/// Process-wide: freed heap blocks up to 32 MB are kept for reuse instead of being returned to the
+/// kernel (mallopt), so activations do not page-fault in again on every forward pass.
+void uf_retain_freed_memory(void);
+
 /// Scalar forms of the same approximations, for tests.
 float uf_exp(float x);
 float uf_erf(float x);
