@@ -1,6 +1,7 @@
 //! LayerNorm over the channel (last) dimension, and inference BatchNorm as a per-channel affine
 //! (folded into the neighbouring convolution or linear layer at load time).
 
+import CKernels
 import Foundation
 
 public struct LayerNorm: Sendable {
@@ -26,28 +27,14 @@ public struct LayerNorm: Sendable {
                     bias.withUnsafeBufferPointer { bp in
                         let w = SharedConstPointer(wp.baseAddress!), b = SharedConstPointer(bp.baseAddress!)
                         parallelFor(rows, ctx, minChunk: 64) { range in
-                            for r in range {
-                                layerNormRow(src.base + r * c, o.base + r * c, c, w.base, b.base, eps)
-                            }
+                            uf_layernorm_rows(src.base + range.lowerBound * c, o.base + range.lowerBound * c, range.count, c,
+                                              w.base, b.base, eps)
                         }
                     }
                 }
             }
         } }
     }
-}
-
-/// One row: two passes (mean, then centred variance) in Float, as PyTorch's CPU kernel does in spirit.
-@inline(__always)
-func layerNormRow(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ c: Int,
-                  _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ eps: Float) {
-    var sum: Float = 0
-    for j in 0..<c { sum += x[j] }
-    let mean = sum / Float(c)
-    var sq: Float = 0
-    for j in 0..<c { let d = x[j] - mean; sq += d * d }
-    let inv = 1 / (sq / Float(c) + eps).squareRoot()
-    for j in 0..<c { y[j] = (x[j] - mean) * inv * w[j] + b[j] }
 }
 
 /// Inference BatchNorm as y = x·scale + shift per channel.

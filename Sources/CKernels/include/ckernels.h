@@ -10,6 +10,9 @@
 /// Softmax of each row of a row-major [rows, cols] block, in place (max-subtracted, exact form).
 void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols);
 
+/// LayerNorm of each row of x [rows, c] into y: (x − mean) / sqrt(var + eps) · w + b (biased variance).
+void uf_layernorm_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t c, const float *w, const float *b, float eps);
+
 /// p[r, j] = gelu(p[r, j] + bias[j]) for a row-major [rows, cols] block; bias may be NULL.
 /// GELU is the exact form ½x(1 + erf(x/√2)) with erf to 1.5e-7 absolute.
 /// p[i] = max(p[i], 0) for i < n (NaN kept).
