@@ -47,24 +47,39 @@ static inline float erf_approx(float x) {
 float uf_exp(float x) { return exp_approx(x); }
 float uf_erf(float x) { return erf_approx(x); }
 
+// Row r ← exp(row − max(row)); returns Σ exp. Reassociation lets the max and the sum reduce in 16
+// lanes (summation order then differs from a serial loop by float rounding only).
+static inline float exp_shifted_row(float *row, ptrdiff_t cols) {
+#pragma clang fp reassociate(on)
+    float m = -INFINITY;
+    for (ptrdiff_t j = 0; j < cols; j++) m = fmaxf(m, row[j]);  // maxnum: vectorises (a NaN score is skipped, not propagated)
+    float sum = 0;
+    for (ptrdiff_t j = 0; j < cols; j++) {
+        float e = exp_approx(row[j] - m);
+        row[j] = e;
+        sum += e;
+    }
+    return sum;
+}
+
 CLONES
 void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols) {
-    // Reassociation lets the max and the sum reduce in 16 lanes (summation order then differs
-    // from a serial loop by float rounding only).
-#pragma clang fp reassociate(on)
     for (ptrdiff_t r = 0; r < rows; r++) {
         float *row = p + r * cols;
-        float m = -INFINITY;
-        for (ptrdiff_t j = 0; j < cols; j++) m = fmaxf(m, row[j]);  // maxnum: vectorises (a NaN score is skipped, not propagated)
-        float sum = 0;
-        for (ptrdiff_t j = 0; j < cols; j++) {
-            float e = exp_approx(row[j] - m);
-            row[j] = e;
-            sum += e;
-        }
-        float inv = 1.0f / sum;
+        float inv = 1.0f / exp_shifted_row(row, cols);
         for (ptrdiff_t j = 0; j < cols; j++) row[j] *= inv;
     }
+}
+
+CLONES
+void uf_softmax_rows_unnormalized(float *p, ptrdiff_t rows, ptrdiff_t cols, float *inv) {
+    for (ptrdiff_t r = 0; r < rows; r++) inv[r] = 1.0f / exp_shifted_row(p + r * cols, cols);
+}
+
+CLONES
+void uf_scale_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, const float *s) {
+    for (ptrdiff_t r = 0; r < rows; r++)
+        for (ptrdiff_t j = 0; j < cols; j++) p[r * ld + j] *= s[r];
 }
 
 CLONES

@@ -64,30 +64,39 @@ enum PackedHead: @unchecked Sendable {
         }
     }
 
-    /// Scratch floats `attend` needs for up to `rows` query rows over n tokens: the fp32 kernel's
-    /// short-block rows, or the bf16 copy of Q's rows and of the probabilities (two bf16 per float).
+    /// Scratch floats `attend` needs for up to `rows` query rows over n tokens: the rows' softmax
+    /// normalisers, then the fp32 kernel's short-block rows or the bf16 copy of Q's rows and of the
+    /// probabilities (two bf16 per float).
     static func scratchFloats(rows: Int, tokens n: Int, headDim d: Int) -> Int {
-        max(PackedF32.scratchFloats(max(n, d)), (uf_gemm_bf16_a_count(rows, max(n, d)) + 1) / 2)
+        normalisers(rows) + max(PackedF32.scratchFloats(max(n, d)), (uf_gemm_bf16_a_count(rows, max(n, d)) + 1) / 2)
     }
 
+    /// Floats at the head of the scratch for 1 / Σ exp per query row (a whole number of cache lines).
+    @inline(__always)
+    static func normalisers(_ rows: Int) -> Int { (rows + 15) / 16 * 16 }
+
     /// attendUnit on the packed operands; `scratch` holds scratchFloats(rows:tokens:headDim:) floats.
+    /// The softmax leaves exp(s − max) unnormalised and P·V's rows are scaled by 1 / Σ exp after the
+    /// product: d values per row instead of n (one pass over the scores block fewer).
     @inline(__always)
     func attend(qkv: UnsafePointer<Float>, ldqkv: Int, tokens n: Int, shape: AttentionShape, head h: Int,
                 rows r0: Int, count rows: Int, out: UnsafeMutablePointer<Float>, ldout: Int,
                 scores: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let d = shape.headDim
         let q = qkv + h * d + r0 * ldqkv, o = out + r0 * ldout + h * d
+        let inv = scratch, rest = scratch + PackedHead.normalisers(rows)
         switch self {
         case let .bf16(keys, values, kernel):
-            let a16 = UnsafeMutableRawPointer(scratch).bindMemory(to: UInt16.self, capacity: uf_gemm_bf16_a_count(rows, max(n, d)))
+            let a16 = UnsafeMutableRawPointer(rest).bindMemory(to: UInt16.self, capacity: uf_gemm_bf16_a_count(rows, max(n, d)))
             gemmBF16(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, kernel: kernel, scratch: a16)
-            uf_softmax_rows(scores, rows, n)
+            uf_softmax_rows_unnormalized(scores, rows, n, inv)
             gemmBF16(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, kernel: kernel, scratch: a16)
         case let .fp32(keys, values):
-            gemmPacked(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, scratch: scratch)
-            uf_softmax_rows(scores, rows, n)
-            gemmPacked(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, scratch: scratch)
+            gemmPacked(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, scratch: rest)
+            uf_softmax_rows_unnormalized(scores, rows, n, inv)
+            gemmPacked(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, scratch: rest)
         }
+        uf_scale_rows(o, rows, d, ldout, inv)
     }
 }
 

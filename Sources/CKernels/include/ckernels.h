@@ -9,6 +9,11 @@
 
 /// Softmax of each row of a row-major [rows, cols] block, in place (max-subtracted, exact form).
 void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols);
+/// The same without the last pass: row r ← exp(row − max(row)), inv[r] = 1 / Σ exp, so that a
+/// product P·V can be scaled per row afterwards (rows × d values instead of rows × cols).
+void uf_softmax_rows_unnormalized(float *p, ptrdiff_t rows, ptrdiff_t cols, float *inv);
+/// p[r·ld + j] *= s[r] for r < rows, j < cols.
+void uf_scale_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, const float *s);
 
 /// LayerNorm of each row of x [rows, c] into y: (x − mean) / sqrt(var + eps) · w + b (biased variance).
 void uf_layernorm_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t c, const float *w, const float *b, float eps);
