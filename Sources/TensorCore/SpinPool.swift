@@ -33,6 +33,8 @@ final class SpinPool: @unchecked Sendable {
     private let pending = Atomic<Int>(0)
     private let sleeping = Atomic<Int>(0)
     private let busy = Atomic<Bool>(false)
+    /// Nanoseconds `run`'s caller has spent waiting for workers to finish their chunks.
+    let callerWaitNanos = Atomic<Int>(0)
     private let mutex = NSCondition()
     // Written by `run` before the generation bump, read by workers after they see it.
     private var body: ((Int) -> Void)?
@@ -63,6 +65,8 @@ final class SpinPool: @unchecked Sendable {
             }
             body(0)
             var spins = 0
+            let t0 = pending.load(ordering: .acquiring) > 0 ? DispatchTime.now().uptimeNanoseconds : 0
+            defer { if t0 > 0 { callerWaitNanos.add(Int(DispatchTime.now().uptimeNanoseconds - t0), ordering: .relaxed) } }
             while pending.load(ordering: .acquiring) > 0 {
                 spins += 1
                 // a descheduled worker (more threads than free cores): let it run
@@ -95,6 +99,10 @@ final class SpinPool: @unchecked Sendable {
         }
     }
 }
+
+/// How long the calling thread of parallel loops has waited for the workers (all loops so far):
+/// time one thread sat idle because the other's share of a loop took longer (`bench --profile`).
+public func parallelWaitSeconds() -> Double { Double(SpinPool.shared.callerWaitNanos.load(ordering: .relaxed)) / 1e9 }
 
 @inline(__always)
 private func spinPause() { uf_cpu_pause() }

@@ -96,6 +96,7 @@ struct Bench: ParsableCommand {
             ctx.profiler = nil
             if profile || profileShapes { ctx.profiler = profiler }
             var times: [Double] = []
+            let wait0 = parallelWaitSeconds()
             for _ in 0..<runs {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 once()
@@ -128,6 +129,8 @@ struct Bench: ParsableCommand {
                               + String(format: "%8.2f ms  %5.1f%%", r.seconds / Double(runs) * 1e3, r.seconds / total * 100))
                     }
                 }
+                print(String(format: "waiting: %.2f ms per run (the calling thread, for the workers to finish their share of a loop)",
+                             (parallelWaitSeconds() - wait0) / Double(runs) * 1e3))
                 print("per operator kind (mean per run):")
                 for r in report where !r.kind.hasPrefix("stage: ") {
                     print("  " + r.kind.padding(toLength: profileShapes ? 34 : 18, withPad: " ", startingAt: 0)
