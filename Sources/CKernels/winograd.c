@@ -6,6 +6,8 @@
 // (clang/GCC vector extension; the x86-64-v4 clone keeps it in a zmm register, the others split it)
 // with the tile size α a compile-time constant (4 … 8), so the α×α coefficient loops unroll.
 // A channel tail shorter than 16 goes through the same code with partial loads and stores.
+// The tile loops are always_inline: as plain static inline functions called from three clones,
+// clang emitted one out-of-line baseline (SSE) copy that every clone called — no zmm at all.
 
 #include "ckernels.h"
 #include <string.h>
@@ -14,7 +16,7 @@
 
 typedef float v16 __attribute__((vector_size(64)));
 
-static inline v16 load_n(const float *p, int n) {
+__attribute__((always_inline)) static inline v16 load_n(const float *p, int n) {
     v16 r;
     if (n == 16) { memcpy(&r, p, sizeof r); return r; }
     r = (v16){0};
@@ -22,7 +24,7 @@ static inline v16 load_n(const float *p, int n) {
     return r;
 }
 
-static inline void store_n(float *p, v16 v, int n) {
+__attribute__((always_inline)) static inline void store_n(float *p, v16 v, int n) {
     if (n == 16) { memcpy(p, &v, sizeof v); return; }
     memcpy(p, &v, (size_t)n * sizeof(float));
 }
@@ -30,7 +32,7 @@ static inline void store_n(float *p, v16 v, int n) {
 // V[(i·α + j)·posStride + t·c + ch] = (Bᵀ d B)[i][j] for the tiles t in [t0, t1) of a band whose
 // first tile is `firstTile` in row-major tile order over a grid `tilesW` wide. Tile (ty, tx) reads
 // input rows ty·m − 1 … ty·m + α − 2 (and the same for columns), zero outside the image.
-static inline void input_tiles(const int A, const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c,
+__attribute__((always_inline)) static inline void input_tiles(const int A, const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c,
                                int m, const float *bt, ptrdiff_t tilesW, ptrdiff_t firstTile,
                                ptrdiff_t t0, ptrdiff_t t1, float *v, ptrdiff_t posStride) {
     float b[8][8];
@@ -79,9 +81,60 @@ void uf_winograd_input(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, in
     }
 }
 
+// F(4×4, 3×3) on points 0, ±p, ±q, ∞ (the default and Lavin's): Bᵀ's rows 1/2 and 3/4 differ only
+// in the sign of their odd columns, and the points 0 and ∞ zero half of rows 0 and 5. So one 1-D
+// transform r = Bᵀ d is 18 operations instead of 36 (even part ± odd part), and the α×α input
+// transform (applied along columns, then rows) halves; the caller checks the pattern
+// (WinogradTransform.symmetric6) and passes the same Bᵀ as to uf_winograd_input.
+typedef struct { float b00, b02, b04, b11, b12, b13, b14, b31, b32, b33, b34, b51, b53, b55; } sym6_bt;
+
+__attribute__((always_inline)) static inline void sym6_bt_1d(const sym6_bt *k, const v16 d[6], v16 r[6]) {
+    v16 e1 = k->b12 * d[2] + k->b14 * d[4], o1 = k->b11 * d[1] + k->b13 * d[3];
+    v16 e3 = k->b32 * d[2] + k->b34 * d[4], o3 = k->b31 * d[1] + k->b33 * d[3];
+    r[0] = k->b00 * d[0] + k->b02 * d[2] + k->b04 * d[4];
+    r[1] = e1 + o1;
+    r[2] = e1 - o1;
+    r[3] = e3 + o3;
+    r[4] = e3 - o3;
+    r[5] = k->b51 * d[1] + k->b53 * d[3] + k->b55 * d[5];
+}
+
+__attribute__((always_inline)) static inline void input_tiles_sym6(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, const float *bt,
+                                    ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1,
+                                    float *v, ptrdiff_t posStride) {
+    enum { A = 6, M = 4 };
+    const sym6_bt k = {bt[0], bt[2], bt[4], bt[7], bt[8], bt[9], bt[10], bt[19], bt[20], bt[21], bt[22],
+                       bt[31], bt[33], bt[35]};
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        ptrdiff_t tile = firstTile + t;
+        ptrdiff_t iy0 = (tile / tilesW) * M - 1, ix0 = (tile % tilesW) * M - 1;
+        const float *src[A][A];
+        for (int i = 0; i < A; i++) for (int j = 0; j < A; j++) {
+            ptrdiff_t iy = iy0 + i, ix = ix0 + j;
+            src[i][j] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x + (iy * w + ix) * c : NULL;
+        }
+        for (ptrdiff_t c0 = 0; c0 < c; c0 += 16) {
+            int n = c - c0 < 16 ? (int)(c - c0) : 16;
+            v16 s[A][A];                               // s = Bᵀ d, column by column (s[j] holds column j)
+            for (int j = 0; j < A; j++) {
+                v16 d[A];
+                for (int i = 0; i < A; i++) d[i] = src[i][j] ? load_n(src[i][j] + c0, n) : (v16){0};
+                sym6_bt_1d(&k, d, s[j]);
+            }
+            float *dst = v + t * c + c0;
+            for (int i = 0; i < A; i++) {              // (Bᵀ d) B, row by row
+                v16 row[A], r[A];
+                for (int j = 0; j < A; j++) row[j] = s[j][i];
+                sym6_bt_1d(&k, row, r);
+                for (int j = 0; j < A; j++) store_n(dst + (i * A + j) * posStride, r[j], n);
+            }
+        }
+    }
+}
+
 // y[(oy, ox), o] = (Aᵀ M A)[i][j] + bias[o] for the tiles t in [t0, t1) of a band, M read as
 // mm[(k·α + l)·posStride + t·cout + o]; only the outputs inside the h × w image are written.
-static inline void output_tiles(const int A, const float *mm, ptrdiff_t posStride, ptrdiff_t cout,
+__attribute__((always_inline)) static inline void output_tiles(const int A, const float *mm, ptrdiff_t posStride, ptrdiff_t cout,
                                 int m, const float *at, const float *bias, float *y, ptrdiff_t h,
                                 ptrdiff_t w, ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1) {
     const int M = A - 2;                           // = m
@@ -130,6 +183,63 @@ void uf_winograd_output(const float *mm, ptrdiff_t posStride, ptrdiff_t cout, in
     case 8: output_tiles(8, mm, posStride, cout, m, at, bias, y, h, w, tilesW, firstTile, t0, t1); break;
     default: break;
     }
+}
+
+// The output transform for the same points: Aᵀ's columns 1/2 and 3/4 are ± pairs (even rows +,
+// odd rows −), its column 0 is [1, 0, 0, 0] (point 0) and column 5 [0, 0, 0, 1] (∞), and row 0 is all
+// ones. y = Aᵀ m is then 13 operations instead of 24.
+typedef struct { float a11, a13, a21, a23, a31, a33; } sym6_at;
+
+__attribute__((always_inline)) static inline void sym6_at_1d(const sym6_at *k, const v16 m[6], v16 y[4]) {
+    v16 s12 = m[1] + m[2], t12 = m[1] - m[2], s34 = m[3] + m[4], t34 = m[3] - m[4];
+    y[0] = m[0] + s12 + s34;
+    y[1] = k->a11 * t12 + k->a13 * t34;
+    y[2] = k->a21 * s12 + k->a23 * s34;
+    y[3] = k->a31 * t12 + k->a33 * t34 + m[5];
+}
+
+__attribute__((always_inline)) static inline void output_tiles_sym6(const float *mm, ptrdiff_t posStride, ptrdiff_t cout, const float *at,
+                                     const float *bias, float *y, ptrdiff_t h, ptrdiff_t w, ptrdiff_t tilesW,
+                                     ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1) {
+    enum { A = 6, M = 4 };
+    const sym6_at k = {at[7], at[9], at[13], at[15], at[19], at[21]};
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        ptrdiff_t tile = firstTile + t;
+        ptrdiff_t oy0 = (tile / tilesW) * M, ox0 = (tile % tilesW) * M;
+        int rows = h - oy0 < M ? (int)(h - oy0) : M, cols = w - ox0 < M ? (int)(w - ox0) : M;
+        const float *src = mm + t * cout;
+        for (ptrdiff_t c0 = 0; c0 < cout; c0 += 16) {
+            int n = cout - c0 < 16 ? (int)(cout - c0) : 16;
+            v16 s[A][M];                               // s = Aᵀ M, column by column (s[l] holds column l)
+            for (int l = 0; l < A; l++) {
+                v16 d[A];
+                for (int q = 0; q < A; q++) d[q] = load_n(src + (q * A + l) * posStride + c0, n);
+                sym6_at_1d(&k, d, s[l]);
+            }
+            v16 b0 = bias ? load_n(bias + c0, n) : (v16){0};
+            for (int i = 0; i < rows; i++) {           // (Aᵀ M) A + bias, row by row
+                v16 row[A], r[M];
+                for (int l = 0; l < A; l++) row[l] = s[l][i];
+                sym6_at_1d(&k, row, r);
+                float *dst = y + ((oy0 + i) * w + ox0) * cout + c0;
+                for (int j = 0; j < cols; j++) store_n(dst + j * cout, r[j] + b0, n);
+            }
+        }
+    }
+}
+
+CLONES
+void uf_winograd_input_sym6(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, const float *bt,
+                            ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1,
+                            float *v, ptrdiff_t posStride) {
+    input_tiles_sym6(x, h, w, c, bt, tilesW, firstTile, t0, t1, v, posStride);
+}
+
+CLONES
+void uf_winograd_output_sym6(const float *mm, ptrdiff_t posStride, ptrdiff_t cout, const float *at,
+                             const float *bias, float *y, ptrdiff_t h, ptrdiff_t w, ptrdiff_t tilesW,
+                             ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1) {
+    output_tiles_sym6(mm, posStride, cout, at, bias, y, h, w, tilesW, firstTile, t0, t1);
 }
 
 // U[(i·α + j)·o·c + oc·c + ch] = Σ_{a,b} G[i][a] · g[oc, a, b, ch] · G[j][b], in double, from the

@@ -29,6 +29,9 @@ public struct WinogradTransform: Sendable, Equatable, CustomStringConvertible {
     let bt: [Float]     // [α, α]
     let g: [Double]     // [α, 3] (the weights are transformed in double)
     let at: [Float]     // [m, α]
+    /// α = 6 on points 0, ±p, ±q, ∞, so that the transforms can use winograd.c's halved kernels
+    /// (checked on the float matrices themselves: the zeros, the ± pairs and Aᵀ's unit entries).
+    public let symmetric6: Bool
 
     /// F(2×2, 3×3) on 0, ±1, ∞ (Lavin's matrices up to row signs).
     public static let f2 = WinogradTransform(points: [0, 1, -1])
@@ -76,6 +79,24 @@ public struct WinogradTransform: Sendable, Equatable, CustomStringConvertible {
         g[(a - 1) * 3 + 2] = 1
         at[(m - 1) * a + a - 1] = 1
         self.bt = bt; self.g = g; self.at = at
+        symmetric6 = a == 6 && WinogradTransform.hasSymmetric6Pattern(bt: bt, at: at)
+    }
+
+    /// What uf_winograd_input_sym6 / uf_winograd_output_sym6 assume of Bᵀ [6, 6] and Aᵀ [4, 6].
+    static func hasSymmetric6Pattern(bt: [Float], at: [Float]) -> Bool {
+        func b(_ i: Int, _ k: Int) -> Float { bt[i * 6 + k] }
+        func a(_ i: Int, _ l: Int) -> Float { at[i * 6 + l] }
+        let zerosB = [(0, 1), (0, 3), (0, 5), (1, 0), (1, 5), (2, 0), (2, 5), (3, 0), (3, 5), (4, 0), (4, 5), (5, 0), (5, 2), (5, 4)]
+        guard zerosB.allSatisfy({ b($0.0, $0.1) == 0 }) else { return false }
+        for (r, pair) in [(1, 2), (3, 4)] {
+            for k in 1...4 where b(pair, k) != (k % 2 == 1 ? -b(r, k) : b(r, k)) { return false }
+        }
+        for i in 0..<4 {
+            if a(i, 0) != (i == 0 ? 1 : 0) || a(i, 5) != (i == 3 ? 1 : 0) { return false }
+            let sign: Float = i % 2 == 0 ? 1 : -1
+            if a(i, 2) != sign * a(i, 1) || a(i, 4) != sign * a(i, 3) { return false }
+        }
+        return (1...4).allSatisfy { a(0, $0) == 1 }
     }
 
     public var description: String {
@@ -133,8 +154,12 @@ func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], p
                 let count = min(band, tiles - first), t0 = first
                 // V[p] [count, C] = Bᵀ d B of each tile, then M[p] [count, O] = V[p] · U[p]ᵀ.
                 parallelFor(count, ctx, minChunk: 4) { r in
-                    uf_winograd_input(src.base, h, w, c, Int32(a), Int32(m), btp.base, tilesW, t0,
-                                      r.lowerBound, r.upperBound, vp.base, count * c)
+                    if tr.symmetric6 {
+                        uf_winograd_input_sym6(src.base, h, w, c, btp.base, tilesW, t0, r.lowerBound, r.upperBound, vp.base, count * c)
+                    } else {
+                        uf_winograd_input(src.base, h, w, c, Int32(a), Int32(m), btp.base, tilesW, t0,
+                                          r.lowerBound, r.upperBound, vp.base, count * c)
+                    }
                 }
                 parallelFor(positions, ctx) { ps in
                     // bf16: one copy buffer of V[p] per chunk of positions
@@ -158,8 +183,13 @@ func winogradConv3x3(_ x: Tensor, transform tr: WinogradTransform, u: [Float], p
                 }
                 // Y = Aᵀ M A + bias into the output rows of these tiles.
                 parallelFor(count, ctx, minChunk: 4) { r in
-                    uf_winograd_output(mp.base, count * oc, oc, Int32(a), Int32(m), atp.base,
-                                       biasPointer?.base, y.base, h, w, tilesW, t0, r.lowerBound, r.upperBound)
+                    if tr.symmetric6 {
+                        uf_winograd_output_sym6(mp.base, count * oc, oc, atp.base, biasPointer?.base, y.base, h, w,
+                                                tilesW, t0, r.lowerBound, r.upperBound)
+                    } else {
+                        uf_winograd_output(mp.base, count * oc, oc, Int32(a), Int32(m), atp.base,
+                                           biasPointer?.base, y.base, h, w, tilesW, t0, r.lowerBound, r.upperBound)
+                    }
                 }
                 first += count
             }

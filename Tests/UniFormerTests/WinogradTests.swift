@@ -12,6 +12,9 @@ import TensorCore
 import Testing
 
 private let transforms: [WinogradTransform] = [.f2, .f3, .f4Lavin, .f4, .f6]
+/// F(4×4) on points without the ± pairs: α = 6 through the generic transforms (f4 and f4Lavin take
+/// the halved symmetric ones).
+private let f4Asymmetric = WinogradTransform(points: [0, 1, -1, 2, 0.5])
 
 /// OIHW weight of a 3×3 conv, N(0, 2/(9·cin)) as kaiming_normal_ (fan_in, gain √2).
 private func kaimingWeight(_ o: Int, _ c: Int, _ rng: inout GaussianRNG) -> Tensor {
@@ -80,7 +83,12 @@ private func std(_ v: [Double]) -> Double {
 @Suite struct WinogradTests {
     let ctx = ComputeContext(threads: 2)
 
-    @Test(arguments: transforms, [(13, 11, 5, 7), (1, 1, 5, 7), (2, 7, 3, 4), (8, 8, 16, 3), (6, 9, 17, 33)])
+    @Test func symmetricKernelsOnlyForPairedPoints() {
+        #expect(WinogradTransform.f4.symmetric6 && WinogradTransform.f4Lavin.symmetric6)
+        #expect(![WinogradTransform.f2, .f3, .f6, f4Asymmetric].contains { $0.symmetric6 })
+    }
+
+    @Test(arguments: transforms + [f4Asymmetric], [(13, 11, 5, 7), (1, 1, 5, 7), (2, 7, 3, 4), (8, 8, 16, 3), (6, 9, 17, 33)])
     func matchesNaive(_ tr: WinogradTransform, _ shape: (Int, Int, Int, Int)) {
         let (h, w, c, o) = shape
         var rng = TestRNG(state: UInt64(h * 1000 + w * 100 + c * 10 + o))

@@ -57,6 +57,15 @@ void uf_winograd_output(const float *mm, ptrdiff_t posStride, ptrdiff_t cout, in
                         const float *at, const float *bias, float *y, ptrdiff_t h, ptrdiff_t w,
                         ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1);
 
+/// The same two transforms for α = 6 when the points are 0, ±p, ±q, ∞ (the ± pairs and the zeros
+/// of Bᵀ and Aᵀ exploited: half the operations); the caller has checked that pattern on bt and at.
+void uf_winograd_input_sym6(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, const float *bt,
+                            ptrdiff_t tilesW, ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1,
+                            float *v, ptrdiff_t posStride);
+void uf_winograd_output_sym6(const float *mm, ptrdiff_t posStride, ptrdiff_t cout, const float *at,
+                             const float *bias, float *y, ptrdiff_t h, ptrdiff_t w, ptrdiff_t tilesW,
+                             ptrdiff_t firstTile, ptrdiff_t t0, ptrdiff_t t1);
+
 /// Weight transform G g Gᵀ in double: packed [o, 3, 3, c] → u [α², o, c]. g: G [α, 3].
 void uf_winograd_weights(const float *packed, ptrdiff_t o, ptrdiff_t c, int alpha, const double *g,
                          float *u);
