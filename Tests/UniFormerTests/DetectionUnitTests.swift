@@ -61,6 +61,33 @@ func boxDiff(_ a: SIMD4<Float>, _ b: SIMD4<Float>) -> Float {
         #expect(batchedNMS(items, iouThreshold: 0.5, splitThreshold: 1) == [4, 0, 2, 3])
     }
 
+    @Test func limitedNMSAndTopKAreThePrefixesOfTheFullRanking() {
+        // random boxes with many tied scores (quantised to 1/50): the limited NMS must return the
+        // first `limit` boxes of the unlimited one, in both batched paths; the heap top-k must equal
+        // a full sort by (score desc, index asc) cut to k
+        var rng = TestRNG(state: 77)
+        let n = 600
+        let boxes: [SIMD4<Float>] = (0..<n).map { _ in
+            let x = (rng.next() + 1) * 200, y = (rng.next() + 1) * 200, w = (rng.next() + 1.2) * 30, h = (rng.next() + 1.2) * 30
+            return [x, y, x + w, y + h]
+        }
+        let scores: [Float] = (0..<n).map { _ in (rng.next() * 25).rounded() / 50 + 0.5 }
+        let full = nms(boxes, scores, iouThreshold: 0.4)
+        #expect(full.count > 60)
+        for limit in [1, 17, 60, full.count + 5] {
+            #expect(nms(boxes, scores, iouThreshold: 0.4, limit: limit) == Array(full.prefix(limit)))
+        }
+        let items = boxes.indices.map { Scored(box: boxes[$0], score: scores[$0], group: $0 % 3) }
+        let batched = batchedNMS(items, iouThreshold: 0.4)
+        for split in [10_000, 1] {
+            #expect(batchedNMS(items, iouThreshold: 0.4, splitThreshold: split, limit: 45) == Array(batched.prefix(45)))
+        }
+        let ranked = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
+        for k in [0, 1, 10, 333, n - 1, n, n + 3] {
+            #expect(topScoreIndices(scores, k) == Array(ranked.prefix(k)))
+        }
+    }
+
     @Test func roiAlignOnARampIsExact() {
         // f(y, x) = 10·y + x on a 16×16 map, stride 1: a bilinear ramp is reproduced exactly by every
         // sample inside the map, so each bin's average is the ramp at the bin centre.
