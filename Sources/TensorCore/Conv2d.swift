@@ -36,6 +36,10 @@ public struct Conv2d: Sendable {
     /// `packed` for the bf16 kernels (im2col: one [O, k·k·C] matrix; Winograd: one per position),
     /// made on the first bf16 call.
     let bf16Weights = PackedCache<[PackedBF16]>()
+    /// im2col's [O, k·k·C] in the fp32 kernel's panels (AVX-512 CPUs), made on the first call: the
+    /// patch embeddings' products then read their weights as they are instead of OpenBLAS packing
+    /// them again on every call (2.6 MB for UniFormer-S's last one, for 49 output tokens at 224²).
+    let f32Panels = PackedCache<PackedF32>()
 
     /// weight: OIHW as in the checkpoint. `algorithm` nil picks Winograd (`WinogradTransform.default`)
     /// for 3×3, stride 1, padding 1, else im2col.
@@ -115,8 +119,8 @@ public struct Conv2d: Sendable {
         }
     }
 
-    /// Whether Winograd convolutions keep U in panels: on AVX-512, unless UNIFORMER_CONV_SGEMM=1
-    /// (for A/B benchmarks against sgemm).
+    /// Whether Winograd convolutions keep U in panels, and im2col's products use the packed kernel:
+    /// on AVX-512, unless UNIFORMER_CONV_SGEMM=1 (for A/B benchmarks against sgemm).
     static let winogradPanels = PackedF32.available && ProcessInfo.processInfo.environment["UNIFORMER_CONV_SGEMM"] != "1"
 
     /// The weights for the bf16 kernels: im2col's [O, k·k·C], or U[p] [O, C] per Winograd position.
@@ -178,6 +182,12 @@ public struct Conv2d: Sendable {
                         if let kernel = ctx.bf16 {
                             gemmRowsBF16(m: rows * wo, a: cp.baseAddress!, lda: cols, b: bf16Packed()[0],
                                          c: dstOut + y0 * wo * oc, ldc: oc, bias: b, accumulate: false, kernel: kernel, ctx)
+                        } else if Conv2d.winogradPanels {
+                            let panels = f32Panels.get {
+                                packed.withUnsafeBufferPointer { PackedF32($0.baseAddress!, rowStride: 1, colStride: cols, k: cols, n: oc) }
+                            }
+                            gemmRowsPacked(m: rows * wo, a: cp.baseAddress!, lda: cols, b: panels, c: dstOut + y0 * wo * oc,
+                                           ldc: oc, bias: b, accumulate: false, ctx)
                         } else {
                             packed.withUnsafeBufferPointer { wp in
                                 gemmRows(m: rows * wo, n: oc, k: cols, a: cp.baseAddress!, b: wp.baseAddress!,
