@@ -36,6 +36,12 @@ public struct ComputeContext: Sendable {
 /// Once per process: freed activations stay in the heap for the next pass (uf_retain_freed_memory).
 private let retainFreedMemory: Void = uf_retain_freed_memory()
 
+/// For a program that runs the engine from its main thread (the `uniformer` tool): every block,
+/// however large, comes from the heap and is reused after it is freed, instead of blocks above
+/// 32 MB being mapped afresh (and page-faulted in) on every forward pass. Call it first thing; a
+/// thread other than the main one then cannot allocate more than 64 MB in one block.
+public func allocateAllFromHeap() { uf_heap_only_allocation() }
+
 /// Runs `body` over `count` items split into at most `ctx.threads` contiguous chunks.
 /// Disjoint-write contract: each chunk writes only the outputs of its own index range.
 @inline(__always)

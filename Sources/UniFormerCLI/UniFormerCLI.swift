@@ -10,6 +10,13 @@ struct UniFormerCommand: ParsableCommand {
         commandName: "uniformer",
         abstract: "Run UniFormer dense-prediction models on the CPU.",
         subcommands: [Segment.self, Detect.self, Features.self, Classify.self, Convert.self, Info.self, Bench.self])
+
+    /// The tool runs every model from its main thread, so all of its memory can come from the heap
+    /// and be reused pass after pass (TensorCore.allocateAllFromHeap).
+    static func main() {
+        allocateAllFromHeap()
+        main(nil)
+    }
 }
 
 /// Runs a command body, turning thrown errors into `uniformer: <message>` and exit status 1.

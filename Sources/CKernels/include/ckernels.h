@@ -36,6 +36,10 @@ void uf_transpose_rows(const float *src, ptrdiff_t rows, ptrdiff_t cols, float *
 /// Process-wide: freed heap blocks up to 32 MB are kept for reuse instead of being returned to the
 /// kernel (mallopt), so activations do not page-fault in again on every forward pass.
 void uf_retain_freed_memory(void);
+/// Also no mmap for any block (glibc's ceiling for the threshold is 32 MB), so that larger
+/// activations are reused too. Only for a process whose large allocations come from its main thread
+/// (a thread's own arena cannot grow past 64 MB without mmap): the command-line tool, not the library.
+void uf_heap_only_allocation(void);
 
 /// Scalar forms of the same approximations, for tests.
 float uf_exp(float x);
