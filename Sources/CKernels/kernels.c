@@ -187,7 +187,7 @@ void uf_transpose_rows(const float *src, ptrdiff_t rows, ptrdiff_t cols, float *
 // glibc's defaults return freed blocks above a few MB to the kernel (munmap, or a trimmed heap top),
 // so every forward pass faulted its activations in again: ~6900 page faults (28 MB zeroed by the
 // kernel) per pass of a UniFormer-S backbone at 512², measured with `perf stat -e page-faults`.
-// A 32 MB mmap threshold (glibc's ceiling) and no trimming keep them in the heap for reuse: ~210.
+// A 32 MB mmap threshold (glibc's ceiling) and no trimming keep them in the heap for reuse: ~12.
 #include <malloc.h>
 void uf_retain_freed_memory(void) {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);

@@ -59,7 +59,7 @@ public struct Conv2d: Sendable {
         case let .winograd(tr):
             precondition(winogradShape, "Conv2d: Winograd needs 3×3, stride 1, padding 1, got k \(k) s \(stride) p \(padding)")
             let u = tr.transformWeights(p, outChannels: o, inChannels: c)
-            panels = Conv2d.winogradPanels
+            panels = Conv2d.packedKernel
             packed = panels ? packPanels(u, positions: tr.alpha * tr.alpha, n: o, k: c) : u
         }
     }
@@ -121,7 +121,7 @@ public struct Conv2d: Sendable {
 
     /// Whether Winograd convolutions keep U in panels, and im2col's products use the packed kernel:
     /// on AVX-512, unless UNIFORMER_CONV_SGEMM=1 (for A/B benchmarks against sgemm).
-    static let winogradPanels = PackedF32.available && ProcessInfo.processInfo.environment["UNIFORMER_CONV_SGEMM"] != "1"
+    static let packedKernel = PackedF32.available && ProcessInfo.processInfo.environment["UNIFORMER_CONV_SGEMM"] != "1"
 
     /// The weights for the bf16 kernels: im2col's [O, k·k·C], or U[p] [O, C] per Winograd position.
     private func bf16Packed() -> [PackedBF16] {
@@ -182,7 +182,7 @@ public struct Conv2d: Sendable {
                         if let kernel = ctx.bf16 {
                             gemmRowsBF16(m: rows * wo, a: cp.baseAddress!, lda: cols, b: bf16Packed()[0],
                                          c: dstOut + y0 * wo * oc, ldc: oc, bias: b, accumulate: false, kernel: kernel, ctx)
-                        } else if Conv2d.winogradPanels {
+                        } else if Conv2d.packedKernel {
                             let panels = f32Panels.get {
                                 packed.withUnsafeBufferPointer { PackedF32($0.baseAddress!, rowStride: 1, colStride: cols, k: cols, n: oc) }
                             }
