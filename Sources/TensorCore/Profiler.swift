@@ -6,7 +6,7 @@ import Dispatch
 import Foundation
 
 public final class Profiler: @unchecked Sendable {
-    private var totals: [String: (seconds: Double, calls: Int)] = [:]
+    private var totals: [String: (seconds: Double, calls: Int, waiting: Double)] = [:]
     private var flopCount = 0.0
     private let lock = NSLock()
     /// Whether matrix-product kinds carry their shape ("linear 196×320→1280"), to see which
@@ -27,10 +27,12 @@ public final class Profiler: @unchecked Sendable {
 
     public init(byShape: Bool = false) { self.byShape = byShape }
 
-    public func add(_ kind: String, _ seconds: Double) {
+    /// Adds one call of `kind`: its wall time, and how long of it the calling thread waited for the
+    /// workers to finish their share of its parallel loops.
+    public func add(_ kind: String, _ seconds: Double, waiting: Double = 0) {
         lock.lock(); defer { lock.unlock() }
-        let t = totals[kind] ?? (0, 0)
-        totals[kind] = (t.seconds + seconds, t.calls + 1)
+        let t = totals[kind] ?? (0, 0, 0)
+        totals[kind] = (t.seconds + seconds, t.calls + 1, t.waiting + waiting)
     }
 
     public func reset() {
@@ -39,10 +41,10 @@ public final class Profiler: @unchecked Sendable {
         flopCount = 0
     }
 
-    /// (kind, seconds, calls), slowest first.
-    public var report: [(kind: String, seconds: Double, calls: Int)] {
+    /// (kind, seconds, calls, waiting seconds), slowest first.
+    public var report: [(kind: String, seconds: Double, calls: Int, waiting: Double)] {
         lock.lock(); defer { lock.unlock() }
-        return totals.map { ($0.key, $0.value.seconds, $0.value.calls) }.sorted { $0.seconds > $1.seconds }
+        return totals.map { ($0.key, $0.value.seconds, $0.value.calls, $0.value.waiting) }.sorted { $0.seconds > $1.seconds }
     }
 }
 
@@ -57,9 +59,9 @@ extension ComputeContext {
     @inline(__always)
     public func timed<T>(_ kind: String, _ body: () -> T) -> T {
         guard let profiler else { return body() }
-        let t0 = DispatchTime.now().uptimeNanoseconds
+        let t0 = DispatchTime.now().uptimeNanoseconds, w0 = parallelWaitSeconds()
         let r = body()
-        profiler.add(kind, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        profiler.add(kind, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, waiting: parallelWaitSeconds() - w0)
         return r
     }
 }

@@ -126,7 +126,8 @@ struct Bench: ParsableCommand {
                     print("per stage (mean per run):")
                     for r in stages {
                         print("  " + String(r.kind.dropFirst(7)).padding(toLength: 18, withPad: " ", startingAt: 0)
-                              + String(format: "%8.2f ms  %5.1f%%", r.seconds / Double(runs) * 1e3, r.seconds / total * 100))
+                              + String(format: "%8.2f ms  %5.1f%%  (waiting %.1f ms)", r.seconds / Double(runs) * 1e3, r.seconds / total * 100,
+                                       r.waiting / Double(runs) * 1e3))
                     }
                 }
                 print(String(format: "waiting: %.2f ms per run (the calling thread, for the workers to finish their share of a loop)",
@@ -134,7 +135,8 @@ struct Bench: ParsableCommand {
                 print("per operator kind (mean per run):")
                 for r in report where !r.kind.hasPrefix("stage: ") {
                     print("  " + r.kind.padding(toLength: profileShapes ? 34 : 18, withPad: " ", startingAt: 0)
-                          + String(format: "%8.2f ms  %5.1f%%  (%d calls/run)", r.seconds / Double(runs) * 1e3, r.seconds / total * 100, r.calls / runs))
+                          + String(format: "%8.2f ms  %5.1f%%  (%d calls/run, waiting %.2f ms)", r.seconds / Double(runs) * 1e3,
+                                   r.seconds / total * 100, r.calls / runs, r.waiting / Double(runs) * 1e3))
                 }
             }
         }
