@@ -42,23 +42,25 @@ private let retainFreedMemory: Void = uf_retain_freed_memory()
 /// thread other than the main one then cannot allocate more than 64 MB in one block.
 public func allocateAllFromHeap() { uf_heap_only_allocation() }
 
-/// Runs `body` over `count` items split into at most `ctx.threads` contiguous chunks.
+/// Runs `body` over `count` items on at most `ctx.threads` threads, each call a contiguous range
+/// (a thread may get several: SpinPool.swift balances the shares as the loop runs).
 /// Disjoint-write contract: each chunk writes only the outputs of its own index range.
 @inline(__always)
 public func parallelFor(_ count: Int, _ ctx: ComputeContext, minChunk: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
     parallelChunks(count, ctx, minChunk: minChunk) { _, range in body(range) }
 }
 
-/// As `parallelFor`, also passing the chunk's index in `0..<ctx.threads` (to pick per-thread scratch).
+/// As `parallelFor`, also passing the calling thread's index in `0..<ctx.threads` (to pick per-thread
+/// scratch; one thread's calls run one after another).
 @inline(__always)
 public func parallelChunks(_ count: Int, _ ctx: ComputeContext, minChunk: Int = 1, _ body: @Sendable (Int, Range<Int>) -> Void) {
     guard count > 0 else { return }
     let n = max(1, min(ctx.threads, count / max(1, minChunk)))
     if n == 1 { body(0, 0..<count); return }
-    let chunk: @Sendable (Int) -> Void = { i in body(i, count * i / n ..< count * (i + 1) / n) }
-    // the spinning workers when free (SpinPool.swift); Dispatch for nested or concurrent loops
-    if SpinPool.shared.run(chunks: n, chunk) { return }
-    DispatchQueue.concurrentPerform(iterations: n, execute: chunk)
+    // the spinning workers when free (SpinPool.swift: shares balanced as the loop runs); Dispatch,
+    // equal shares, for nested or concurrent loops
+    if SpinPool.shared.run(count: count, chunks: n, minPiece: minChunk / 2, body) { return }
+    DispatchQueue.concurrentPerform(iterations: n) { i in body(i, count * i / n ..< count * (i + 1) / n) }
 }
 
 /// A mutable pointer that may cross into `parallelFor` chunks (disjoint writes only).
