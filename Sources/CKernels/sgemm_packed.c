@@ -50,15 +50,25 @@ static ptrdiff_t row_block(ptrdiff_t k) {
 // Σ_k A[r, k] · Bp[k, 0:32] (+ bias) for r < mr, columns under the masks. `a` has R readable rows
 // (row stride lda; the caller pads a short block). Always inlined with a constant R, so each R gets
 // its own fully unrolled loop: a tail of 2 rows costs a 4-row pass, not a 12-row one.
+// `next` (or NULL): the same rows of the next panel, fetched into L2 as this one is read — the first
+// block of rows under each panel passes it. A layer's weights come from L3 (a pass reads each once)
+// and the hardware prefetcher, seeing a panel re-read by every block of rows, does not run ahead
+// into the next one: measured on 98×320 · 320×1280 (a 224² classifier's stage-3 MLP on one of two
+// threads, weights cold) 66–81 → 72–95 GFLOPS median, 408 rows +3 %.
 __attribute__((target("avx512f,avx512bw,avx512dq,fma"), always_inline))
 static inline void kernel_rows(const int R, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp, float *c,
-                               ptrdiff_t ldc, int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate) {
+                               ptrdiff_t ldc, int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate,
+                               const float *next) {
     __m512 acc0[MR], acc1[MR];
 #pragma clang loop unroll(full)
     for (int r = 0; r < R; r++) { acc0[r] = _mm512_setzero_ps(); acc1[r] = _mm512_setzero_ps(); }
     for (ptrdiff_t kk = 0; kk < k; kk++) {
         // unaligned loads: Conv2d's panels live in a Swift array (16-byte aligned); as fast on aligned data
         __m512 b0 = _mm512_loadu_ps(bp + kk * NR), b1 = _mm512_loadu_ps(bp + kk * NR + 16);
+        if (next) {   // the two cache lines of row kk of the next panel
+            _mm_prefetch((const char *)(next + kk * NR), _MM_HINT_T1);
+            _mm_prefetch((const char *)(next + kk * NR + 16), _MM_HINT_T1);
+        }
 #pragma clang loop unroll(full)
         for (int r = 0; r < R; r++) {
             __m512 av = _mm512_set1_ps(a[r * lda + kk]);
@@ -76,10 +86,10 @@ static inline void kernel_rows(const int R, ptrdiff_t k, const float *a, ptrdiff
 
 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
 static void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp, float *c, ptrdiff_t ldc,
-                       int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate) {
-    if (mr <= 4) kernel_rows(4, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate);
-    else if (mr <= 8) kernel_rows(8, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate);
-    else kernel_rows(MR, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate);
+                       int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate, const float *next) {
+    if (mr <= 4) kernel_rows(4, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate, next);
+    else if (mr <= 8) kernel_rows(8, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate, next);
+    else kernel_rows(MR, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate, next);
 }
 
 // Deep products are cut into K slices of KC (only above K_SLICE_ABOVE: for the backbone's depths,
@@ -113,11 +123,13 @@ void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrd
                 __mmask16 m0 = gemm_mask(cols), m1 = gemm_mask(cols - 16);
                 const float *bp = packed + p * k * NR + k0 * NR;   // rows k0.. of panel p: contiguous
                 const float *bias_p = bias && k0 == 0 ? bias + p * NR : NULL;
+                const float *next = p + 1 < np ? bp + k * NR : NULL;   // the next panel's rows k0..
                 for (ptrdiff_t r = 0; r < full; r += MR)
                     kernel_rows(MR, depth, a + (i0 + r) * lda + k0, lda, bp, c + (i0 + r) * ldc + p * NR, ldc, MR,
-                                m0, m1, bias_p, acc);
+                                m0, m1, bias_p, acc, r == 0 ? next : NULL);
                 if (tail)
-                    kernel_f32(depth, scratch, depth, bp, c + (i0 + full) * ldc + p * NR, ldc, tail, m0, m1, bias_p, acc);
+                    kernel_f32(depth, scratch, depth, bp, c + (i0 + full) * ldc + p * NR, ldc, tail, m0, m1, bias_p, acc,
+                               full == 0 ? next : NULL);
             }
         }
     }
