@@ -1,8 +1,9 @@
 //! ComputeContext: how many threads the engine may use, and the one place that tells OpenBLAS
 //! (and glibc's allocator, to keep freed activations for reuse).
 //!
-//! Threading follows ggml: every loop, GEMMs included, splits its outer dimension into
-//! `[ith, nth)` chunks on our own threads (SpinPool's workers, Dispatch when they are busy). OpenBLAS is set to one thread, so each chunk's
+//! Threading follows ggml: every loop, GEMMs included, splits its outer dimension into contiguous
+//! ranges on our own threads (SpinPool's workers, which balance the ranges as the loop runs;
+//! Dispatch, equal ranges, when they are busy). OpenBLAS is set to one thread, so each range's
 //! sgemm runs in the calling thread: there is one thread pool, never OpenBLAS's threads spinning
 //! beside ours (DESIGN.md: call sgemm single-threaded from your own parallel loop, never both).
 
@@ -44,7 +45,7 @@ public func allocateAllFromHeap() { uf_heap_only_allocation() }
 
 /// Runs `body` over `count` items on at most `ctx.threads` threads, each call a contiguous range
 /// (a thread may get several: SpinPool.swift balances the shares as the loop runs).
-/// Disjoint-write contract: each chunk writes only the outputs of its own index range.
+/// Disjoint-write contract: each call writes only the outputs of its own index range.
 @inline(__always)
 public func parallelFor(_ count: Int, _ ctx: ComputeContext, minChunk: Int = 1, _ body: @Sendable (Range<Int>) -> Void) {
     parallelChunks(count, ctx, minChunk: minChunk) { _, range in body(range) }

@@ -6,9 +6,9 @@
 //! in a VM, an inter-processor interrupt to a halted vCPU — comparable to the work itself. A worker
 //! that is still spinning picks the next loop up within a few hundred nanoseconds.
 //!
-//! Protocol. `run` publishes a job (body, item and chunk counts) and bumps `generation`; each worker
-//! that sees the new generation runs its chunk (worker w takes chunk w + 1; the caller takes chunk 0)
-//! and counts itself done in `pending`. The caller spins until `pending` is zero. A worker that has seen
+//! Protocol. `run` publishes a job (body, home ranges, smallest piece) and bumps `generation`; each
+//! worker that sees the new generation works through home range w + 1 and then the others' (below;
+//! the caller starts on range 0) and counts itself done in `pending`. The caller spins until `pending` is zero. A worker that has seen
 //! no new generation for `spinNanos` sleeps on a condition variable; `run` signals only when
 //! `sleeping` says someone sleeps. Both counters are sequentially consistent, so a worker going to
 //! sleep either sees the new generation or is seen as sleeping (no lost wake-up).
