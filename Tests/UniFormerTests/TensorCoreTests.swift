@@ -1,6 +1,7 @@
 // Each TensorCore kernel against a naive loop twin written here from the PyTorch definition,
 // on odd shapes. The naive twins are the oracles; they are slow on purpose.
 
+import CKernels
 import Foundation
 import TensorCore
 import Testing
@@ -96,7 +97,7 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
     }
 
     // 19 channels: the 16-wide tail path only; 147 = 2·64 + 16 + 3: every path of the kernel
-    @Test(arguments: [(3, 19), (5, 19), (3, 147), (5, 147)])
+    @Test(arguments: [(3, 19), (5, 19), (3, 147), (5, 147), (7, 35)])
     func depthwiseMatchesNaive(_ k: Int, _ c: Int) {
         var rng = TestRNG(state: UInt64(k * 1000 + c))
         let x = rng.tensor([9, 14, c])
@@ -107,6 +108,23 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
         #expect(maxAbsDiff(conv(x, ctx).data, want.data) < 1e-5)
         let withResidual = conv(x, residual: true, ctx)
         #expect(maxAbsDiff(withResidual.data, zip(want.data, x.data).map { $0 + $1 }) < 1e-5)
+    }
+
+    // The pixel-blocked AVX-512 kernel against the one-pixel kernel: widths with and without a tail
+    // of < 8 pixels, channels with a masked last slice, images smaller than the kernel, row ranges.
+    @Test(arguments: [(3, 9, 14, 19), (5, 16, 16, 64), (5, 7, 21, 147), (7, 5, 3, 33), (3, 1, 1, 16), (5, 12, 8, 320)])
+    func fastDepthwiseMatchesOnePixelKernel(_ k: Int, _ h: Int, _ w: Int, _ c: Int) {
+        guard uf_depthwise_fast_supported(Int32(k)) != 0 else { print("no AVX-512: the blocked depthwise kernel is not used here"); return }
+        var rng = TestRNG(state: UInt64(k * 7 + h * 131 + w * 17 + c))
+        let x = rng.tensor([h, w, c]).data, wt = rng.tensor([k * k, c]).data, b = rng.tensor([c]).data
+        for residual: Int32 in [0, 1] {
+            for (y0, y1) in [(0, h), (h / 2, h)] {
+                var want = [Float](repeating: -7, count: h * w * c), got = want
+                uf_depthwise_rows(x, h, w, c, Int32(k), wt, b, residual, &want, y0, y1)
+                uf_depthwise_rows_fast(x, h, w, c, Int32(k), wt, b, residual, &got, y0, y1)
+                #expect(maxAbsDiff(got, want) < 1e-5, "k \(k) \(h)×\(w)×\(c) residual \(residual) rows \(y0)..<\(y1)")
+            }
+        }
     }
 
     @Test func linearFoldsMatchUnfolded() {

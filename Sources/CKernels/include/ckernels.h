@@ -29,6 +29,12 @@ void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bi
 void uf_depthwise_rows(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int k, const float *wt,
                        const float *bias, int residual, float *y, ptrdiff_t y0, ptrdiff_t y1);
 
+/// The same, blocked over 8 adjacent output pixels (depthwise.c), for k = 3, 5, 7 on AVX-512 CPUs
+/// (uf_depthwise_fast_supported(k)); other k fall through to uf_depthwise_rows.
+int uf_depthwise_fast_supported(int k);
+void uf_depthwise_rows_fast(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t c, int k, const float *wt,
+                            const float *bias, int residual, float *y, ptrdiff_t y0, ptrdiff_t y1);
+
 /// dst[j, i] = src[i, j] for source rows i ∈ [r0, r1): src [rows, cols] → dst [cols, rows], both
 /// row-major (a layout change [H·W, C] ↔ [C, H·W]); callers split [0, rows) across threads.
 void uf_transpose_rows(const float *src, ptrdiff_t rows, ptrdiff_t cols, float *dst, ptrdiff_t r0, ptrdiff_t r1);
