@@ -76,6 +76,8 @@ enum PackedHead: @unchecked Sendable {
     static func normalisers(_ rows: Int) -> Int { (rows + 15) / 16 * 16 }
 
     /// attendUnit on the packed operands; `scratch` holds scratchFloats(rows:tokens:headDim:) floats.
+    /// Both cases imply AVX-512 (the packed fp32 kernel, or AVX512-BF16), so the softmax is the
+    /// AVX-512 one.
     /// The softmax leaves exp(s − max) unnormalised and P·V's rows are scaled by 1 / Σ exp after the
     /// product: d values per row instead of n (one pass over the scores block fewer).
     @inline(__always)
@@ -89,11 +91,11 @@ enum PackedHead: @unchecked Sendable {
         case let .bf16(keys, values, kernel):
             let a16 = UnsafeMutableRawPointer(rest).bindMemory(to: UInt16.self, capacity: uf_gemm_bf16_a_count(rows, max(n, d)))
             gemmBF16(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, kernel: kernel, scratch: a16)
-            uf_softmax_rows_unnormalized(scores, rows, n, inv)
+            uf_softmax_rows_unnormalized_fast(scores, rows, n, inv)
             gemmBF16(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, kernel: kernel, scratch: a16)
         case let .fp32(keys, values):
             gemmPacked(m: rows, a: q, lda: ldqkv, b: keys, c: scores, ldc: n, scratch: rest)
-            uf_softmax_rows_unnormalized(scores, rows, n, inv)
+            uf_softmax_rows_unnormalized_fast(scores, rows, n, inv)
             gemmPacked(m: rows, a: scores, lda: n, b: values, c: o, ldc: ldout, scratch: rest)
         }
         uf_scale_rows(o, rows, d, ldout, inv)

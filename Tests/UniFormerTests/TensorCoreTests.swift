@@ -177,6 +177,33 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
         #expect(zip(grid, exact).allSatisfy { abs($0 - $1) <= 3e-7 * max(1, abs($1)) })
     }
 
+    // The AVX-512 row softmax against the compiler-vectorised one and against Double arithmetic:
+    // widths around the 16- and 32-lane steps and masked tails, a row with a huge spread (most
+    // exps underflow to 0) and a row of equal scores.
+    @Test func fastSoftmaxMatchesTwin() {
+        guard PackedF32.available else { print("no AVX-512: the fast softmax is not used here"); return }
+        var rng = TestRNG(state: 99)
+        for cols in Array(1...70) + [196, 1025] {
+            let rows = 3
+            var p = rng.tensor([rows, cols]).data.map { $0 * 30 }
+            p[cols..<(2 * cols)].withUnsafeMutableBufferPointer { r in for j in r.indices { r[j] = Float(j % 7) * 40 - 120 } }
+            p[(2 * cols)...].withUnsafeMutableBufferPointer { r in for j in r.indices { r[j] = 2.5 } }
+            var twin = p, fast = p
+            var invTwin = [Float](repeating: 0, count: rows), invFast = invTwin
+            uf_softmax_rows_unnormalized(&twin, rows, cols, &invTwin)
+            uf_softmax_rows_unnormalized_fast(&fast, rows, cols, &invFast)
+            for r in 0..<rows {
+                let row = p[(r * cols)..<((r + 1) * cols)].map(Double.init), m = row.max()!
+                let e = row.map { Foundation.exp($0 - m) }, sum = e.reduce(0, +)
+                for j in 0..<cols {
+                    let i = r * cols + j
+                    #expect(abs(Double(fast[i] * invFast[r]) - e[j] / sum) < 1e-6, "cols \(cols) row \(r) col \(j)")
+                    #expect(abs(fast[i] * invFast[r] - twin[i] * invTwin[r]) < 1e-6, "cols \(cols) row \(r) col \(j)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: [(1, 8), (37, 2), (3000, 1)])
     func globalAttentionMatchesNaive(_ n: Int, _ heads: Int) {
         // n = 3000 spans three query blocks of the scores buffer (4 M floats / 3000 keys = 1398 rows).

@@ -12,16 +12,18 @@ void uf_softmax_rows(float *p, ptrdiff_t rows, ptrdiff_t cols);
 /// The same without the last pass: row r ← exp(row − max(row)), inv[r] = 1 / Σ exp, so that a
 /// product P·V can be scaled per row afterwards (rows × d values instead of rows × cols).
 void uf_softmax_rows_unnormalized(float *p, ptrdiff_t rows, ptrdiff_t cols, float *inv);
+/// The same in AVX-512 intrinsics (softmax.c); callers check AVX-512 first (uf_sgemm_packed_supported).
+void uf_softmax_rows_unnormalized_fast(float *p, ptrdiff_t rows, ptrdiff_t cols, float *inv);
 /// p[r·ld + j] *= s[r] for r < rows, j < cols.
 void uf_scale_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t ld, const float *s);
 
 /// LayerNorm of each row of x [rows, c] into y: (x − mean) / sqrt(var + eps) · w + b (biased variance).
 void uf_layernorm_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t c, const float *w, const float *b, float eps);
 
-/// p[r, j] = gelu(p[r, j] + bias[j]) for a row-major [rows, cols] block; bias may be NULL.
-/// GELU is the exact form ½x(1 + erf(x/√2)) with erf to 1.5e-7 absolute.
 /// p[i] = max(p[i], 0) for i < n (NaN kept).
 void uf_relu(float *p, ptrdiff_t n);
+/// p[r, j] = gelu(p[r, j] + bias[j]) for a row-major [rows, cols] block; bias may be NULL.
+/// GELU is the exact form ½x(1 + erf(x/√2)) with erf to 1.5e-7 absolute.
 void uf_bias_gelu_rows(float *p, ptrdiff_t rows, ptrdiff_t cols, const float *bias);
 
 /// Depthwise k×k convolution (stride 1, padding k/2) of output rows [y0, y1): x, y [h, w, c]
