@@ -1,5 +1,5 @@
 // fp32 matrix products with a pre-packed right operand, AVX-512: C[m×n] = A[m×k] · B[k×n]
-// (+ bias, or C +=). Used where OpenBLAS's per-call packing of both operands costs most: attention,
+// (+ bias, or C +=; GELU applied in the store when asked). Used where OpenBLAS's per-call packing of both operands costs most: attention,
 // whose K and V are packed once per head and then multiplied by many small blocks of query rows.
 //
 // Why it is fast. B is stored as panels of NR = 32 columns, each panel K rows of 32 contiguous
@@ -57,7 +57,7 @@ static ptrdiff_t row_block(ptrdiff_t k) {
 // threads, weights cold) 66–81 → 72–95 GFLOPS median, 408 rows +3 %.
 __attribute__((target("avx512f,avx512bw,avx512dq,fma"), always_inline))
 static inline void kernel_rows(const int R, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp, float *c,
-                               ptrdiff_t ldc, int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate,
+                               ptrdiff_t ldc, int mr, __mmask16 m0, __mmask16 m1, const float *bias, int flags,
                                const float *next) {
     __m512 acc0[MR], acc1[MR];
 #pragma clang loop unroll(full)
@@ -80,16 +80,16 @@ static inline void kernel_rows(const int R, ptrdiff_t k, const float *a, ptrdiff
     gemm_load_bias(bias, m0, m1, &bias0, &bias1);
 #pragma clang loop unroll(full)
     for (int r = 0; r < R; r++) {
-        if (r < mr) gemm_store_row(c + r * ldc, acc0[r], acc1[r], bias0, bias1, m0, m1, accumulate);
+        if (r < mr) gemm_store_row(c + r * ldc, acc0[r], acc1[r], bias0, bias1, m0, m1, flags);
     }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
 static void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp, float *c, ptrdiff_t ldc,
-                       int mr, __mmask16 m0, __mmask16 m1, const float *bias, int accumulate, const float *next) {
-    if (mr <= 4) kernel_rows(4, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate, next);
-    else if (mr <= 8) kernel_rows(8, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate, next);
-    else kernel_rows(MR, k, a, lda, bp, c, ldc, mr, m0, m1, bias, accumulate, next);
+                       int mr, __mmask16 m0, __mmask16 m1, const float *bias, int flags, const float *next) {
+    if (mr <= 4) kernel_rows(4, k, a, lda, bp, c, ldc, mr, m0, m1, bias, flags, next);
+    else if (mr <= 8) kernel_rows(8, k, a, lda, bp, c, ldc, mr, m0, m1, bias, flags, next);
+    else kernel_rows(MR, k, a, lda, bp, c, ldc, mr, m0, m1, bias, flags, next);
 }
 
 // Deep products are cut into K slices of KC (only above K_SLICE_ABOVE: for the backbone's depths,
@@ -102,7 +102,7 @@ static void kernel_f32(ptrdiff_t k, const float *a, ptrdiff_t lda, const float *
 
 __attribute__((target("avx512f,avx512bw,avx512dq,fma")))
 void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed,
-                     float *c, ptrdiff_t ldc, const float *bias, int accumulate, float *scratch) {
+                     float *c, ptrdiff_t ldc, const float *bias, int flags, float *scratch) {
     ptrdiff_t kc = k > K_SLICE_ABOVE ? KC : k;
     ptrdiff_t np = panels(n), mc = row_block(kc);
     for (ptrdiff_t i0 = 0; i0 < m; i0 += mc) {
@@ -111,7 +111,8 @@ void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrd
         int tail = (int)(rows - full);
         for (ptrdiff_t k0 = 0; k0 < k; k0 += kc) {
             ptrdiff_t depth = k - k0 < kc ? k - k0 : kc;
-            int acc = accumulate || k0 > 0;
+            // later slices add to C; GELU only on the last
+            int slice_flags = (k0 > 0 ? UF_GEMM_ACCUMULATE : flags & UF_GEMM_ACCUMULATE) | (k0 + depth == k ? flags & UF_GEMM_GELU : 0);
             // A short last group of rows: its slice is copied into zero-padded scratch [MR, depth].
             if (tail) {
                 memset(scratch, 0, sizeof(float) * MR * depth);
@@ -126,9 +127,9 @@ void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrd
                 const float *next = p + 1 < np ? bp + k * NR : NULL;   // the next panel's rows k0..
                 for (ptrdiff_t r = 0; r < full; r += MR)
                     kernel_rows(MR, depth, a + (i0 + r) * lda + k0, lda, bp, c + (i0 + r) * ldc + p * NR, ldc, MR,
-                                m0, m1, bias_p, acc, r == 0 ? next : NULL);
+                                m0, m1, bias_p, slice_flags, r == 0 ? next : NULL);
                 if (tail)
-                    kernel_f32(depth, scratch, depth, bp, c + (i0 + full) * ldc + p * NR, ldc, tail, m0, m1, bias_p, acc,
+                    kernel_f32(depth, scratch, depth, bp, c + (i0 + full) * ldc + p * NR, ldc, tail, m0, m1, bias_p, slice_flags,
                                full == 0 ? next : NULL);
             }
         }

@@ -28,7 +28,7 @@ static inline __m512 vexp_ps(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-__attribute__((target("avx512f,avx512dq"), always_inline))
+__attribute__((target("avx512f"), always_inline))
 static inline __m512 vgelu_ps(__m512 x) {
     // |z| = |x|/√2, capped at 9 (erf(9) is 1 in float; keeps e^{−z²} and 1/(1 + p·|z|) finite for ±∞)
     __m512 a = _mm512_min_ps(_mm512_abs_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f))), _mm512_set1_ps(9.0f));

@@ -4,7 +4,7 @@
 //! (16384 × 256 floats = 16 MB at 512²) while the two weight matrices are small (64–512 KB). Run as
 //! two products, fc1 writes the hidden tensor to memory and fc2 reads it back, and both products
 //! have K or N of only 64–128, so they wait on memory (46–77 GFLOPS measured on one thread).
-//! Fused, each thread takes a block of rows, runs fc1 + bias + GELU into its own scratch (the
+//! Fused, each thread takes a block of rows, runs fc1 + bias + GELU (in the GEMM's store) into its own scratch (the
 //! block's hidden rows stay in L2) and fc2 from there straight into the residual rows; the weights,
 //! read once per block, stay in L2 as well. Where the weights do not fit (stage 3–4: 1.6 MB per
 //! matrix and more) or the fp32 packed kernel is not used, it is the two products as before.
@@ -71,9 +71,9 @@ extension Linear {
                 for blk in range {
                     let r0 = blk * rows, m = min(rows, n - r0)
                     withOptionalPointer(b1) { bias in
-                        gemmPacked(m: m, a: xs.base + r0 * cin, lda: cin, b: p1, c: hidden, ldc: hid, bias: bias, scratch: scratch)
+                        gemmPacked(m: m, a: xs.base + r0 * cin, lda: cin, b: p1, c: hidden, ldc: hid, bias: bias, gelu: true,
+                                   scratch: scratch)
                     }
-                    uf_bias_gelu_rows(hidden, m, hid, nil)
                     withOptionalPointer(b2) { bias in
                         gemmPacked(m: m, a: hidden, lda: hid, b: p2, c: rs.base + r0 * cout, ldc: cout, bias: bias,
                                    accumulate: true, scratch: scratch)

@@ -56,57 +56,52 @@ public final class PackedF32: @unchecked Sendable {
 /// Columns per panel of a PackedF32 (the kernel's NR).
 let packedPanelColumns = 32
 
-/// C[m×n] = A · B + bias (or C +=) on the context's threads, then `epilogue(c, rows)` on rows of C
-/// (C's row stride must be B.n when there is an epilogue). The rows are split when every thread
-/// gets at least 48 of them; fewer rows (stage 4 of a 224² classifier has 49 tokens) split B's
-/// column panels instead, so both threads work without either re-reading the other's share of B.
+/// C[m×n] = A · B + bias (or C +=) on the context's threads, then GELU on each value when `gelu`
+/// (in the kernel's store, on the registers). The rows are split when every thread gets at least
+/// 48 of them; fewer rows (stage 4 of a 224² classifier has 49 tokens) split B's column panels
+/// instead, so both threads work without either re-reading the other's share of B.
 func gemmRowsPacked(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedF32, c: UnsafeMutablePointer<Float>, ldc: Int,
-                    bias: [Float]?, accumulate: Bool, _ ctx: ComputeContext,
-                    epilogue: (@Sendable (UnsafeMutablePointer<Float>, Int) -> Void)? = nil) {
+                    bias: [Float]?, accumulate: Bool, gelu: Bool = false, _ ctx: ComputeContext) {
     guard m > 0 else { return }
     let ap = SharedConstPointer(a), cp = SharedPointer(c)
     let biasBox = bias
     let k = b.k, n = b.n, nr = packedPanelColumns
     let panels = (n + nr - 1) / nr
+    let flags = packedStoreFlags(accumulate: accumulate, gelu: gelu)
     if ctx.threads > 1 && m < 48 * ctx.threads && panels >= ctx.threads {
         parallelFor(panels, ctx) { pr in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: PackedF32.scratchFloats(k))
             defer { scratch.deallocate() }
             let col0 = pr.lowerBound * nr, cols = min(n, pr.upperBound * nr) - col0
             let withBias = { (bp: UnsafePointer<Float>?) in
-                uf_sgemm_packed(m, cols, k, ap.base, lda, b.data + col0 * k, cp.base + col0, ldc,
-                                bp.map { $0 + col0 }, accumulate ? 1 : 0, scratch)
+                uf_sgemm_packed(m, cols, k, ap.base, lda, b.data + col0 * k, cp.base + col0, ldc, bp.map { $0 + col0 }, flags, scratch)
             }
             if let biasBox { biasBox.withUnsafeBufferPointer { withBias($0.baseAddress) } } else { withBias(nil) }
         }
-        if let epilogue { parallelFor(m, ctx, minChunk: 8) { rows in epilogue(cp.base + rows.lowerBound * ldc, rows.count) } }
         return
     }
-    let sub = epilogueRows(n)
     parallelFor(m, ctx, minChunk: 32) { rows in
         let scratch = UnsafeMutablePointer<Float>.allocate(capacity: PackedF32.scratchFloats(k))
         defer { scratch.deallocate() }
-        // sub-blocks: the epilogue (GELU) reads what the product just wrote, from cache
-        var r0 = rows.lowerBound
-        while r0 < rows.upperBound {
-            let count = min(epilogue == nil ? rows.count : sub, rows.upperBound - r0)
-            let c0 = cp.base + r0 * ldc
-            let withBias = { (bp: UnsafePointer<Float>?) in
-                uf_sgemm_packed(count, n, k, ap.base + r0 * lda, lda, b.data, c0, ldc, bp, accumulate ? 1 : 0, scratch)
-            }
-            if let biasBox { biasBox.withUnsafeBufferPointer { withBias($0.baseAddress) } } else { withBias(nil) }
-            epilogue?(c0, count)
-            r0 += count
+        let r0 = rows.lowerBound
+        let withBias = { (bp: UnsafePointer<Float>?) in
+            uf_sgemm_packed(rows.count, n, k, ap.base + r0 * lda, lda, b.data, cp.base + r0 * ldc, ldc, bp, flags, scratch)
         }
+        if let biasBox { biasBox.withUnsafeBufferPointer { withBias($0.baseAddress) } } else { withBias(nil) }
     }
 }
 
-/// C[m×n] = A[m×k] · B (+ bias) (or C +=), single-threaded; A at row stride lda; `scratch` holds
-/// PackedF32.scratchFloats(B.k) floats.
+/// uf_sgemm_packed's `flags` (ckernels.h): bit 0 C +=, bit 1 GELU in the store.
+@inline(__always)
+func packedStoreFlags(accumulate: Bool, gelu: Bool) -> Int32 { (accumulate ? 1 : 0) | (gelu ? 2 : 0) }
+
+/// C[m×n] = A[m×k] · B (+ bias) (or C +=; then GELU when `gelu`), single-threaded; A at row stride
+/// lda; `scratch` holds PackedF32.scratchFloats(B.k) floats.
 @inline(__always)
 public func gemmPacked(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedF32, c: UnsafeMutablePointer<Float>, ldc: Int,
-                       bias: UnsafePointer<Float>? = nil, accumulate: Bool = false, scratch: UnsafeMutablePointer<Float>) {
-    uf_sgemm_packed(m, b.n, b.k, a, lda, b.data, c, ldc, bias, accumulate ? 1 : 0, scratch)
+                       bias: UnsafePointer<Float>? = nil, accumulate: Bool = false, gelu: Bool = false,
+                       scratch: UnsafeMutablePointer<Float>) {
+    uf_sgemm_packed(m, b.n, b.k, a, lda, b.data, c, ldc, bias, packedStoreFlags(accumulate: accumulate, gelu: gelu), scratch)
 }
 
 /// C[m×n] = alpha · A[m×k] · B[n×k]ᵀ + beta · C.  Linear: A = tokens [m, in], B = weight [out, in].

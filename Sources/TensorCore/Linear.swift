@@ -57,11 +57,9 @@ public struct Linear: Sendable {
             }
             if Linear.packedF32 {
                 let packed = store.packedF32()
-                var gelu: (@Sendable (UnsafeMutablePointer<Float>, Int) -> Void)? = nil
-                if epilogue == .biasGELU { gelu = { c, rows in biasGELURows(c, rows: rows, cols: o, bias: nil) } }
                 x.data.withUnsafeBufferPointer { xp in
                     gemmRowsPacked(m: n, a: xp.baseAddress!, lda: inFeatures, b: packed, c: out.baseAddress!, ldc: o,
-                                   bias: b, accumulate: false, ctx, epilogue: gelu)
+                                   bias: b, accumulate: false, gelu: epilogue == .biasGELU, ctx)
                 }
                 return
             }

@@ -259,7 +259,8 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
 }
 
 /// The packed-operand fp32 kernel (attention's products) against a naive double loop, odd shapes,
-/// strided and scaled B, bias and accumulation, C's columns beyond n untouched.
+/// strided and scaled B, bias, accumulation and GELU in the store (with and without K slices),
+/// C's columns beyond n untouched.
 @Suite struct PackedSgemm {
     @Test(arguments: [(1, 1, 1), (11, 33, 7), (12, 32, 64), (25, 70, 100), (130, 64, 257), (37, 1000, 64), (30, 45, 1000), (200, 40, 769), (5, 17, 9), (52, 33, 40), (29, 70, 5000), (13, 40, 12544), (300, 37, 4999)])
     func matchesNaiveTwin(_ m: Int, _ n: Int, _ k: Int) throws {
@@ -272,19 +273,20 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
         let start = (0..<(m * ldc)).map { _ in rng.next() }
         let packed = bt.withUnsafeBufferPointer { PackedF32($0.baseAddress!, rowStride: 1, colStride: ldb, k: k, n: n, scale: 0.25) }
         var scratch = [Float](repeating: 0, count: PackedF32.scratchFloats(k))
-        for accumulate in [false, true] {
+        for (accumulate, gelu) in [(false, false), (true, false), (false, true), (true, true)] {
             var c = start
             a.withUnsafeBufferPointer { ap in bias.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
                 scratch.withUnsafeMutableBufferPointer { sp in
                     gemmPacked(m: m, a: ap.baseAddress!, lda: lda, b: packed, c: cp.baseAddress!, ldc: ldc,
-                               bias: bp.baseAddress, accumulate: accumulate, scratch: sp.baseAddress!)
+                               bias: bp.baseAddress, accumulate: accumulate, gelu: gelu, scratch: sp.baseAddress!)
                 }
             } } }
             for i in 0..<m { for j in 0..<ldc {
                 if j >= n { #expect(c[i * ldc + j] == start[i * ldc + j]); continue }
                 var want = Double(bias[j]) + (accumulate ? Double(start[i * ldc + j]) : 0)
                 for t in 0..<k { want += Double(a[i * lda + t]) * Double(bt[j * ldb + t] * 0.25) }
-                #expect(abs(Double(c[i * ldc + j]) - want) <= 1e-5 * (1 + Double(k).squareRoot()), "(\(i), \(j)) acc \(accumulate)")
+                if gelu { want = 0.5 * want * (1 + erf(want / 2.0.squareRoot())) }   // GELU's slope is ≤ 1.13
+                #expect(abs(Double(c[i * ldc + j]) - want) <= 1.2e-5 * (1 + Double(k).squareRoot()), "(\(i), \(j)) acc \(accumulate) gelu \(gelu)")
             } }
         }
     }
