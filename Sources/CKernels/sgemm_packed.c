@@ -26,15 +26,75 @@ int uf_sgemm_packed_supported(void) {
 
 size_t uf_sgemm_packed_floats(ptrdiff_t n, ptrdiff_t k) { return (size_t)(panels(n) * NR * k); }
 
+// 16×16 transpose in registers: r[i][j] → r[j][i]. Pairs of rows interleave 32-bit then 64-bit
+// elements (4×4 blocks transposed within each 128-bit lane), then two rounds of 128-bit lane
+// shuffles gather each column's four lanes: 64 shuffles for 256 floats.
+__attribute__((target("avx512f"), always_inline))
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 16; g += 4) {   // rows g..g+3: u[g + c] holds column c + 4L in lane L
+        __m512d a = _mm512_castps_pd(t[g]), b = _mm512_castps_pd(t[g + 1]);
+        __m512d c = _mm512_castps_pd(t[g + 2]), d = _mm512_castps_pd(t[g + 3]);
+        r[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512 v01 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), w01 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+        __m512 v23 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), w23 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+        t[c] = _mm512_shuffle_f32x4(v01, v23, 0x88);
+        t[c + 4] = _mm512_shuffle_f32x4(v01, v23, 0xDD);
+        t[c + 8] = _mm512_shuffle_f32x4(w01, w23, 0x88);
+        t[c + 12] = _mm512_shuffle_f32x4(w01, w23, 0xDD);
+    }
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
+static __mmask16 lanes(ptrdiff_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)(n > 0 ? (1u << n) - 1 : 0); }
+
+// B(kk, j) = b[kk·rs + j·cs] · scale into panels. Three cases: rows of B contiguous (cs = 1: an
+// attention head's V, k tokens × d) are copied 32 at a time; columns contiguous (rs = 1: a Linear
+// weight [n, k] used as Wᵀ, a head's K) are read 16 × 16 blocks at a time and transposed in
+// registers (a scalar loop read one float per cache line: 0.42 ns per value for a head's K, 1024
+// tokens × 64); anything else element by element.
+__attribute__((target("avx512f")))
 void uf_sgemm_pack(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, ptrdiff_t n, float scale, float *packed) {
+    __m512 sv = _mm512_set1_ps(scale);
     for (ptrdiff_t p = 0; p < panels(n); p++) {
         float *dst = packed + p * k * NR;
         ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-        for (ptrdiff_t kk = 0; kk < k; kk++) {
-            const float *src = b + kk * rs + p * NR * cs;
-            ptrdiff_t j = 0;
-            for (; j < cols; j++) dst[kk * NR + j] = src[j * cs] * scale;
-            for (; j < NR; j++) dst[kk * NR + j] = 0.0f;
+        if (cs == 1) {
+            for (ptrdiff_t kk = 0; kk < k; kk++) {
+                const float *src = b + kk * rs + p * NR;
+                for (int h = 0; h < NR; h += 16) {
+                    __mmask16 m = lanes(cols - h);
+                    _mm512_storeu_ps(dst + kk * NR + h, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + h), sv));
+                }
+            }
+        } else if (rs == 1) {
+            for (ptrdiff_t k0 = 0; k0 < k; k0 += 16) {
+                __mmask16 km = lanes(k - k0);
+                ptrdiff_t depth = k - k0 < 16 ? k - k0 : 16;
+                for (int h = 0; h < NR; h += 16) {        // columns p·NR + h …, 16 at a time
+                    __m512 r[16];
+                    for (int j = 0; j < 16; j++)
+                        r[j] = h + j < cols ? _mm512_maskz_loadu_ps(km, b + (p * NR + h + j) * cs + k0) : _mm512_setzero_ps();
+                    transpose16(r);
+                    for (ptrdiff_t i = 0; i < depth; i++) _mm512_storeu_ps(dst + (k0 + i) * NR + h, _mm512_mul_ps(r[i], sv));
+                }
+            }
+        } else {
+            for (ptrdiff_t kk = 0; kk < k; kk++) {
+                const float *src = b + kk * rs + p * NR * cs;
+                ptrdiff_t j = 0;
+                for (; j < cols; j++) dst[kk * NR + j] = src[j * cs] * scale;
+                for (; j < NR; j++) dst[kk * NR + j] = 0.0f;
+            }
         }
     }
 }

@@ -262,6 +262,23 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
 /// strided and scaled B, bias, accumulation and GELU in the store (with and without K slices),
 /// C's columns beyond n untouched.
 @Suite struct PackedSgemm {
+    /// Packing reads B(kk, j) = b[kk·rs + j·cs] three ways (rows contiguous, columns contiguous
+    /// through 16×16 register transposes, any strides element by element): all must give the same
+    /// panels, checked exactly through the unpacking inverse.
+    @Test(arguments: [(1, 1), (7, 33), (16, 32), (17, 50), (64, 196), (100, 13), (35, 64)])
+    func packingLayoutsAgree(_ k: Int, _ n: Int) {
+        guard PackedF32.available else { print("no AVX-512: the packed kernel is not used here"); return }
+        var rng = TestRNG(state: UInt64(k * 1009 + n))
+        let values = (0..<(k * n)).map { _ in rng.next() }                 // B(kk, j) = values[kk·n + j]
+        let want = (0..<n).flatMap { j in (0..<k).map { kk in values[kk * n + j] * 0.5 } }   // [n, k]
+        for (rs, cs) in [(n + 3, 1), (1, k + 2), (2, 2 * k + 5)] {
+            var b = [Float](repeating: .nan, count: (k - 1) * rs + (n - 1) * cs + 1)
+            for kk in 0..<k { for j in 0..<n { b[kk * rs + j * cs] = values[kk * n + j] } }
+            let packed = b.withUnsafeBufferPointer { PackedF32($0.baseAddress!, rowStride: rs, colStride: cs, k: k, n: n, scale: 0.5) }
+            #expect(packed.unpackedLinearWeight().data == want, "k \(k) n \(n) strides \(rs), \(cs)")
+        }
+    }
+
     @Test(arguments: [(1, 1, 1), (11, 33, 7), (12, 32, 64), (25, 70, 100), (130, 64, 257), (37, 1000, 64), (30, 45, 1000), (200, 40, 769), (5, 17, 9), (52, 33, 40), (29, 70, 5000), (13, 40, 12544), (300, 37, 4999)])
     func matchesNaiveTwin(_ m: Int, _ n: Int, _ k: Int) throws {
         guard PackedF32.available else { print("no AVX-512: the packed kernel is not used here"); return }
