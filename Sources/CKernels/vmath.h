@@ -30,8 +30,10 @@ static inline __m512 vexp_ps(__m512 x) {
 
 __attribute__((target("avx512f"), always_inline))
 static inline __m512 vgelu_ps(__m512 x) {
-    // |z| = |x|/√2, capped at 9 (erf(9) is 1 in float; keeps e^{−z²} and 1/(1 + p·|z|) finite for ±∞)
-    __m512 a = _mm512_min_ps(_mm512_abs_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f))), _mm512_set1_ps(9.0f));
+    // |z| = |x|/√2, capped at 13: erf(13) is 1 in float and e^{−169} underflows to 0, so gelu(x) is x
+    // or −0 out there, even for |x| near FLT_MAX; the cap keeps 1/(1 + p·|z|) finite for ±∞ (a NaN
+    // x becomes 13 here, and NaN again in the last product)
+    __m512 a = _mm512_min_ps(_mm512_abs_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f))), _mm512_set1_ps(13.0f));
     __m512 d = _mm512_fmadd_ps(a, _mm512_set1_ps(0.3275911f), _mm512_set1_ps(1.0f));
     __m512 t = _mm512_rcp14_ps(d);
     t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));   // Newton: t(2 − d·t)

@@ -265,6 +265,27 @@ func naiveAttention(_ qkv: [Float], n: Int, c: Int, heads: Int, scale: Float) ->
     /// Packing reads B(kk, j) = b[kk·rs + j·cs] three ways (rows contiguous, columns contiguous
     /// through 16×16 register transposes, any strides element by element): all must give the same
     /// panels, checked exactly through the unpacking inverse.
+    /// The GELU the packed kernel applies in its store (vmath.h: reciprocal by Newton step, exp by
+    /// vscalefps) against libm's erf over a dense grid, as geluIsExactErfForm checks the scalar form:
+    /// C = A · [1] with A one column of inputs.
+    @Test func geluInTheStoreIsExactErfForm() {
+        guard PackedF32.available else { print("no AVX-512: the packed kernel is not used here"); return }
+        var x = (0..<20001).map { Float($0 - 10000) / 1000 }      // −10 … 10
+        x += [-100, 100, -Float.greatestFiniteMagnitude, .infinity, .nan]
+        let one: [Float] = [1]
+        let unit = one.withUnsafeBufferPointer { PackedF32($0.baseAddress!, rowStride: 1, colStride: 1, k: 1, n: 1) }
+        var y = [Float](repeating: 0, count: x.count)
+        var scratch = [Float](repeating: 0, count: PackedF32.scratchFloats(1))
+        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in scratch.withUnsafeMutableBufferPointer { sp in
+            gemmPacked(m: x.count, a: xp.baseAddress!, lda: 1, b: unit, c: yp.baseAddress!, ldc: 1, gelu: true, scratch: sp.baseAddress!)
+        } } }
+        for (xi, yi) in zip(x.prefix(20003), y) {
+            let want = 0.5 * Double(xi) * (1 + erf(Double(xi) / 2.0.squareRoot()))
+            #expect(abs(Double(yi) - want) <= 3e-7 * max(1, abs(want)), "gelu(\(xi)) = \(yi), want \(want)")
+        }
+        #expect(y[20003] == 0 && y[20004] == .infinity && y[20005].isNaN)   // −3.4e38 → −0; ∞ → ∞; NaN → NaN
+    }
+
     @Test(arguments: [(1, 1), (7, 33), (16, 32), (17, 50), (64, 196), (100, 13), (35, 64)])
     func packingLayoutsAgree(_ k: Int, _ n: Int) {
         guard PackedF32.available else { print("no AVX-512: the packed kernel is not used here"); return }
