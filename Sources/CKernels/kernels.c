@@ -184,6 +184,27 @@ void uf_transpose_rows(const float *src, ptrdiff_t rows, ptrdiff_t cols, float *
     }
 }
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+unsigned uf_flush_subnormals(void) {
+#if defined(__x86_64__)
+    unsigned mode = _mm_getcsr();
+    _mm_setcsr(mode | 0x8040);   // FTZ (bit 15): subnormal results → 0; DAZ (bit 6): subnormal inputs read as 0
+    return mode;
+#else
+    return 0;
+#endif
+}
+
+void uf_restore_fp_mode(unsigned mode) {
+#if defined(__x86_64__)
+    _mm_setcsr(mode);
+#else
+    (void)mode;
+#endif
+}
+
 // glibc's defaults return freed blocks above a few MB to the kernel (munmap, or a trimmed heap top),
 // so every forward pass faulted its activations in again: ~6900 page faults (28 MB zeroed by the
 // kernel) per pass of a UniFormer-S backbone at 512², measured with `perf stat -e page-faults`.

@@ -144,6 +144,7 @@ final class SpinPool: @unchecked Sendable {
     }
 
     private func workerLoop(_ w: Int) {
+        if flushSubnormals { _ = uf_flush_subnormals() }   // for good: workers run nothing but loops (ComputeContext.swift)
         var seen = 0
         while true {
             let start = DispatchTime.now().uptimeNanoseconds

@@ -1,6 +1,7 @@
 // The engine's parallel loops (SpinPool workers, Dispatch when they are busy) and the fp32 Linear
 // path that splits either rows or B's column panels across threads, against naive twins.
 
+import CKernels
 import Foundation
 import TensorCore
 import Testing
@@ -29,6 +30,38 @@ import Testing
     /// A thread that runs slower hands the back of its range to the other: thread 0 sleeps 100 µs
     /// per item, thread 1 does not, and thread 1 ends up with more than its home half of the items
     /// (tried until the pool is free of other tests' loops; every loop still visits each index once).
+    /// Inside parallel loops (on every thread) subnormal results are flushed to zero; outside them,
+    /// before and after, the calling thread keeps IEEE subnormals (weight loading relies on that).
+    /// The product runs in C (uf_scale_rows) so the compiler cannot fold it.
+    @Test func subnormalsFlushInsideLoopsOnly() {
+        guard ProcessInfo.processInfo.environment["UNIFORMER_KEEP_SUBNORMALS"] != "1" else { return }
+        #if arch(x86_64)
+        let half: [Float] = [0.5]
+        func halvedOutside() -> Float {
+            var v: [Float] = [Float.leastNormalMagnitude]
+            uf_scale_rows(&v, 1, 1, 1, half)
+            return v[0]
+        }
+        #expect(halvedOutside() == Float.leastNormalMagnitude / 2)
+        let ctx = ComputeContext(threads: 2)
+        var inside = [Float](repeating: 1, count: 64)
+        inside.withUnsafeMutableBufferPointer { ip in
+            let p = SharedPointer(ip.baseAddress!)
+            half.withUnsafeBufferPointer { hp in
+                let h = SharedConstPointer(hp.baseAddress!)
+                parallelFor(64, ctx) { range in
+                    for i in range {
+                        p.base[i] = Float.leastNormalMagnitude
+                        uf_scale_rows(p.base + i, 1, 1, 1, h.base)
+                    }
+                }
+            }
+        }
+        #expect(inside.allSatisfy { $0 == 0 })
+        #expect(halvedOutside() == Float.leastNormalMagnitude / 2)
+        #endif
+    }
+
     @Test func fastThreadTakesOverTheSlowOnesItems() {
         let ctx = ComputeContext(threads: 2)
         var balanced = false

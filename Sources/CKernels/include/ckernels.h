@@ -120,6 +120,12 @@ size_t uf_sgemm_scratch_floats(ptrdiff_t k);
 void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed,
                      float *c, ptrdiff_t ldc, const float *bias, int flags, float *scratch);
 
+/// Treats subnormal floats as zero on the calling thread, as inputs and as results (x86 MXCSR DAZ
+/// and FTZ; nothing elsewhere), and returns the previous mode for uf_restore_fp_mode. See
+/// ComputeContext.swift for why.
+unsigned uf_flush_subnormals(void);
+void uf_restore_fp_mode(unsigned mode);
+
 /// The spin-wait hint (x86 PAUSE) for SpinPool's waiting loops; nothing elsewhere.
 static inline void uf_cpu_pause(void) {
 #if defined(__x86_64__)
