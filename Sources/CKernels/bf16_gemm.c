@@ -129,7 +129,7 @@ void uf_gemm_bf16(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const uint16_t *a, cons
         ptrdiff_t rows = m - i0 < mc ? m - i0 : mc;
         for (ptrdiff_t p = 0; p < np; p++) {
             ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-            __mmask16 m0 = gemm_mask(cols), m1 = gemm_mask(cols - 16);
+            __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
             const uint16_t *bp = packed + p * kp * NR * 2;
             const float *bias_p = bias ? bias + p * NR : NULL;
             for (ptrdiff_t r = 0; r < rows; r += MR) {
@@ -207,7 +207,7 @@ void uf_gemm_amx(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const uint16_t *a, const
             _tile_stored(2, tile + 16 * 32, 128);
             _tile_stored(3, tile + 16 * 32 + 16, 128);
             ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-            __mmask16 m0 = gemm_mask(cols), m1 = gemm_mask(cols - 16);
+            __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
             __m512 bias0, bias1;
             gemm_load_bias(bias ? bias + p * NR : NULL, m0, m1, &bias0, &bias1);
             for (ptrdiff_t r = 0; r < rows; r++)

@@ -9,11 +9,9 @@
 // loads per 40 FMAs instead of 80. Input pixels outside the image are skipped (zero padding).
 
 #include "ckernels.h"
-#include <immintrin.h>
+#include "vmath.h"
 
 #define NX 8
-
-static inline __mmask16 mask16(ptrdiff_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
 
 // y[yy, xx0 + p, c0:c0+16] for p < nx (nx = NX, or 1 for a row's last w % NX pixels), channels
 // under mask m. Always inlined with constant K and nx, so the tap loops unroll and the test of which
@@ -58,10 +56,10 @@ static inline void dw_rows(const int K, const float *x, ptrdiff_t h, ptrdiff_t w
         ptrdiff_t xx = 0;
         for (; xx + NX <= w; xx += NX)
             for (ptrdiff_t c0 = 0; c0 < c; c0 += 16)
-                dw_block(K, NX, x, h, w, c, wt, bias, residual, y, yy, xx, c0, mask16(c - c0));
+                dw_block(K, NX, x, h, w, c, wt, bias, residual, y, yy, xx, c0, first_lanes(c - c0));
         for (; xx < w; xx++)
             for (ptrdiff_t c0 = 0; c0 < c; c0 += 16)
-                dw_block(K, 1, x, h, w, c, wt, bias, residual, y, yy, xx, c0, mask16(c - c0));
+                dw_block(K, 1, x, h, w, c, wt, bias, residual, y, yy, xx, c0, first_lanes(c - c0));
     }
 }
 

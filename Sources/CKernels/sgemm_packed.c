@@ -1,6 +1,7 @@
 // fp32 matrix products with a pre-packed right operand, AVX-512: C[m×n] = A[m×k] · B[k×n]
-// (+ bias, or C +=; GELU applied in the store when asked). Used where OpenBLAS's per-call packing of both operands costs most: attention,
-// whose K and V are packed once per head and then multiplied by many small blocks of query rows.
+// (+ bias, or C +=; GELU applied in the store when asked). Used where OpenBLAS's per-call packing
+// of both operands costs most: attention, whose K and V are packed once per head and then
+// multiplied by many small blocks of query rows.
 //
 // Why it is fast. B is stored as panels of NR = 32 columns, each panel K rows of 32 contiguous
 // values, so the inner loop reads B strictly sequentially, two vectors per k. A is read in place
@@ -55,8 +56,6 @@ static inline void transpose16(__m512 r[16]) {
     for (int i = 0; i < 16; i++) r[i] = t[i];
 }
 
-static __mmask16 lanes(ptrdiff_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)(n > 0 ? (1u << n) - 1 : 0); }
-
 // B(kk, j) = b[kk·rs + j·cs] · scale into panels. Three cases: rows of B contiguous (cs = 1: an
 // attention head's V, k tokens × d) are copied 32 at a time; columns contiguous (rs = 1: a Linear
 // weight [n, k] used as Wᵀ, a head's K) are read 16 × 16 blocks at a time and transposed in
@@ -72,13 +71,13 @@ void uf_sgemm_pack(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, ptrd
             for (ptrdiff_t kk = 0; kk < k; kk++) {
                 const float *src = b + kk * rs + p * NR;
                 for (int h = 0; h < NR; h += 16) {
-                    __mmask16 m = lanes(cols - h);
+                    __mmask16 m = first_lanes(cols - h);
                     _mm512_storeu_ps(dst + kk * NR + h, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + h), sv));
                 }
             }
         } else if (rs == 1) {
             for (ptrdiff_t k0 = 0; k0 < k; k0 += 16) {
-                __mmask16 km = lanes(k - k0);
+                __mmask16 km = first_lanes(k - k0);
                 ptrdiff_t depth = k - k0 < 16 ? k - k0 : 16;
                 for (int h = 0; h < NR; h += 16) {        // columns p·NR + h …, 16 at a time
                     __m512 r[16];
@@ -181,7 +180,7 @@ void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrd
             }
             for (ptrdiff_t p = 0; p < np; p++) {
                 ptrdiff_t cols = n - p * NR < NR ? n - p * NR : NR;
-                __mmask16 m0 = gemm_mask(cols), m1 = gemm_mask(cols - 16);
+                __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
                 const float *bp = packed + p * k * NR + k0 * NR;   // rows k0.. of panel p: contiguous
                 const float *bias_p = bias && k0 == 0 ? bias + p * NR : NULL;
                 const float *next = p + 1 < np ? bp + k * NR : NULL;   // the next panel's rows k0..

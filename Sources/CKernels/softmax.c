@@ -11,8 +11,6 @@
 #include "vmath.h"
 #include <math.h>
 
-static inline __mmask16 tail_mask(ptrdiff_t n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1); }
-
 __attribute__((target("avx512f,avx512dq")))
 void uf_softmax_rows_unnormalized_fast(float *p, ptrdiff_t rows, ptrdiff_t cols, float *inv) {
     for (ptrdiff_t r = 0; r < rows; r++) {
@@ -24,7 +22,7 @@ void uf_softmax_rows_unnormalized_fast(float *p, ptrdiff_t rows, ptrdiff_t cols,
             m1 = _mm512_max_ps(m1, _mm512_loadu_ps(row + j + 16));
         }
         for (; j < cols; j += 16) {
-            __mmask16 k = tail_mask(cols - j);
+            __mmask16 k = first_lanes(cols - j);
             m0 = _mm512_mask_max_ps(m0, k, m0, _mm512_maskz_loadu_ps(k, row + j));
         }
         __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(_mm512_max_ps(m0, m1)));
@@ -38,7 +36,7 @@ void uf_softmax_rows_unnormalized_fast(float *p, ptrdiff_t rows, ptrdiff_t cols,
             s1 = _mm512_add_ps(s1, e1);
         }
         for (; j < cols; j += 16) {
-            __mmask16 k = tail_mask(cols - j);
+            __mmask16 k = first_lanes(cols - j);
             __m512 e = _mm512_maskz_mov_ps(k, vexp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + j), m)));
             _mm512_mask_storeu_ps(row + j, k, e);
             s0 = _mm512_add_ps(s0, e);

@@ -1,16 +1,22 @@
 // exp and exact-form GELU on 16 floats at once (AVX-512), for the kernels' inner loops and GEMM
-// stores. The same formulas as kernels.c's scalar exp_approx / erf_approx, arranged for SIMD:
+// stores, and the mask of a vector's first n lanes for short tails. The same formulas as kernels.c's scalar exp_approx / erf_approx, arranged for SIMD:
 // - exp(x) = 2^n · e^r, x = n·ln2 + r, e^r by its degree-6 Taylor polynomial; 2^n applied with
 //   vscalefps, which saturates to 0 / ∞ itself (no clamp, no integer exponent arithmetic).
 // - erf(|z|) = 1 − P(t)·e^{−z²}, t = 1/(1 + p·|z|) (Abramowitz & Stegun 7.1.26, ≤ 1.5e-7 absolute,
 //   as PyTorch's vectorised erf); 1/(1 + p·|z|) by vrcp14ps and one Newton step (relative error
-//   ~1e-8) instead of a division, which Zen 4 issues once per ~10 cycles for 16 lanes.
+//   ~1e-8) instead of a division, whose 16-lane throughput is several times an FMA's on these cores.
 // - gelu(x) = ½·x·(1 + erf(x/√2)) = ½·x·q with q = P·e for x < 0 and 2 − P·e otherwise: the
 //   negative side never forms 1 − (1 − P·e), so it loses no bits to cancellation.
 #ifndef UNIFORMER_VMATH_H
 #define UNIFORMER_VMATH_H
 
 #include <immintrin.h>
+#include <stddef.h>
+
+/// Lanes [0, n) of a 16-lane vector (n ≥ 16: all; n ≤ 0: none).
+static inline __mmask16 first_lanes(ptrdiff_t n) {
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)(n > 0 ? (1u << n) - 1 : 0);
+}
 
 __attribute__((target("avx512f"), always_inline))
 static inline __m512 vexp_ps(__m512 x) {

@@ -91,9 +91,11 @@ func gemmRowsPacked(m: Int, a: UnsafePointer<Float>, lda: Int, b: PackedF32, c: 
     }
 }
 
-/// uf_sgemm_packed's `flags` (ckernels.h): bit 0 C +=, bit 1 GELU in the store.
+/// uf_sgemm_packed's `flags` (ckernels.h): C +=, and GELU in the store.
 @inline(__always)
-func packedStoreFlags(accumulate: Bool, gelu: Bool) -> Int32 { (accumulate ? 1 : 0) | (gelu ? 2 : 0) }
+func packedStoreFlags(accumulate: Bool, gelu: Bool) -> Int32 {
+    (accumulate ? UF_GEMM_ACCUMULATE : 0) | (gelu ? UF_GEMM_GELU : 0)
+}
 
 /// C[m×n] = A[m×k] · B (+ bias) (or C +=; then GELU when `gelu`), single-threaded; A at row stride
 /// lda; `scratch` holds PackedF32.scratchFloats(B.k) floats.

@@ -114,9 +114,11 @@ size_t uf_sgemm_packed_floats(ptrdiff_t n, ptrdiff_t k);
 void uf_sgemm_pack(const float *b, ptrdiff_t rs, ptrdiff_t cs, ptrdiff_t k, ptrdiff_t n, float scale, float *packed);
 /// Scratch floats for uf_sgemm_packed (a short block of rows of A, zero-padded).
 size_t uf_sgemm_scratch_floats(ptrdiff_t k);
-/// C[m×n] (row stride ldc) = A[m×k] (row stride lda) · B + bias (NULL: none). `flags`: bit 0 (1)
-/// C += instead of =; bit 1 (2) exact GELU of each result (½x(1 + erf(x/√2)), erf to 1.5e-7) before
-/// it is stored.
+/// C[m×n] (row stride ldc) = A[m×k] (row stride lda) · B + bias (NULL: none). `flags`: any of
+/// UF_GEMM_ACCUMULATE (C += instead of =) and UF_GEMM_GELU (exact GELU of each result, ½x(1 +
+/// erf(x/√2)) with erf to 1.5e-7, before it is stored; after the accumulation).
+#define UF_GEMM_ACCUMULATE 1
+#define UF_GEMM_GELU 2
 void uf_sgemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed,
                      float *c, ptrdiff_t ldc, const float *bias, int flags, float *scratch);
 
